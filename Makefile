@@ -1,0 +1,57 @@
+# 《手撕机器学习》的全部常用命令。README 里只需要两条：`make book` 与 `make test`。
+SHELL  := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BOOK   := $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export MPLBACKEND := Agg
+
+.PHONY: venv book test notebooks notebook check lab bench lint clean
+
+# 虚拟环境：requirements.txt 或 pyproject.toml 变了就重装
+$(STAMP): requirements.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m mlbook.setup_env $(VENV)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## 构建网站到 _build/html（按需创建环境）
+book: $(STAMP)
+	$(BOOK)
+	@echo "网站已生成：$(abspath _build/html/index.html)"
+
+## 运行全部测试：ruff、nbval、笔记本同步、参考实现对照、网站构建与浏览器测试
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+## 从 book/ 源文件重新生成并执行与之不同步的笔记本（单向：md → ipynb）
+notebooks: $(STAMP)
+	$(PY) -m mlbook.notebooks build
+
+## 强制重新生成并执行一章：make notebook NB=book/classification_losses/softmax_cross_entropy.md
+notebook: $(STAMP)
+	$(PY) -m mlbook.notebooks build --force $(NB)
+
+## 只检查同步与执行状态（不执行任何代码）
+check: $(STAMP)
+	$(PY) -m mlbook.notebooks check
+
+## 本地打开 JupyterLab：book/ 下的 .md 双击即以笔记本打开
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab
+
+## 性能基准（不在测试里计时）
+bench: $(STAMP)
+	$(PY) -m mlbook.bench
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf _build

@@ -1,0 +1,110 @@
+"""《手撕机器学习》各章共用的小工具。
+
+每章第一个代码 cell 只需要：
+
+    import mlbook
+    mlbook.setup()
+
+之后用 ``mlbook.check_close`` 打印并断言与参考实现（torch / sklearn / numpy）的误差。
+这里只放每章都要用的东西；某一章自己的实现留在那一章里。
+"""
+
+from __future__ import annotations
+
+import random
+from importlib import resources
+
+import numpy as np
+
+__all__ = ["setup", "seed_everything", "check_close", "to_numpy", "CJK_FONT"]
+
+# mplfonts 随包附带的思源黑体（Noto Sans CJK SC），不依赖系统是否装了中文字体
+CJK_FONT = "Noto Sans CJK SC"
+_FONT_FILE = "NotoSansCJKsc-Regular.otf"
+
+
+def _cjk_font_path() -> str:
+    return str(resources.files("mplfonts") / "fonts" / _FONT_FILE)
+
+
+def setup_matplotlib() -> None:
+    """注册中文字体、统一绘图风格。可重复调用。"""
+    import matplotlib as mpl
+    from matplotlib import font_manager
+
+    path = _cjk_font_path()
+    if CJK_FONT not in {f.name for f in font_manager.fontManager.ttflist}:
+        font_manager.fontManager.addfont(path)
+    mpl.rcParams.update(
+        {
+            "font.family": "sans-serif",
+            # 中文用思源黑体；其余字形回退到 DejaVu Sans
+            "font.sans-serif": [CJK_FONT, "DejaVu Sans"],
+            # 思源黑体的 U+2212 负号与数字不等宽，统一用 ASCII 减号
+            "axes.unicode_minus": False,
+            "mathtext.fontset": "dejavusans",
+            "figure.figsize": (6.4, 4.0),
+            "figure.dpi": 100,
+            "savefig.dpi": 100,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "legend.frameon": False,
+        }
+    )
+
+
+def seed_everything(seed: int = 0) -> np.random.Generator:
+    """给 random、numpy、torch 的全局生成器播种，并返回一个新的 numpy Generator。"""
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch 是必装依赖
+        pass
+    else:
+        torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def setup(seed: int = 0) -> np.random.Generator:
+    """每章开头调用一次：中文字体、绘图风格、打印精度、随机种子。返回 numpy Generator。"""
+    setup_matplotlib()
+    # 打印 4 位有效小数：不同 CPU 上浮点最后几位可能不同，少打几位才能让 nbval 稳定比对
+    np.set_printoptions(precision=4, suppress=True)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        torch.set_printoptions(precision=4, sci_mode=False)
+    return seed_everything(seed)
+
+
+def to_numpy(x) -> np.ndarray:
+    """torch 张量 / 列表 / 标量 → float64 的 numpy 数组（会 detach）。"""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def check_close(name: str, ours, ref, *, atol: float = 1e-10, rtol: float = 1e-7) -> None:
+    """比较从零实现与参考实现：打印最大绝对误差并断言。
+
+    打印格式固定为 ``✓ 名称: max|Δ| = 1.234e-16 (atol=1e-10)``；
+    误差的具体数值随 CPU 变化，nbval 比对时会把它替换掉（见 tests/nbval_sanitize.cfg），
+    真正把关的是这里的断言。
+    """
+    a, b = to_numpy(ours), to_numpy(ref)
+    if a.shape != b.shape:
+        raise ValueError(f"{name}: 形状不一致，ours {a.shape} vs ref {b.shape}")
+    a1, b1 = np.atleast_1d(a), np.atleast_1d(b)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a1 - b1)
+    # 两边同为 nan、或同为同号 inf，视为一致
+    diff[(np.isnan(a1) & np.isnan(b1)) | (a1 == b1)] = 0.0
+    err = float(diff.max()) if diff.size else 0.0
+    np.testing.assert_allclose(a, b, atol=atol, rtol=rtol, equal_nan=True, err_msg=name)
+    # 不返回误差：cell 末尾的返回值会被显示出来，而它的最后几位随机器变化
+    print(f"✓ {name}: max|Δ| = {err:.3e} (atol={atol:g})")

@@ -1,0 +1,153 @@
+"""book/ 的 MyST 源文件 → notebooks/ 里带输出的 .ipynb（单向，从不反写源文件）。
+
+    python -m mlbook.notebooks build            # 重新生成并执行所有与源文件不同步的笔记本
+    python -m mlbook.notebooks build --force F  # 强制重建指定章节（F 为 book/ 下的 .md）
+    python -m mlbook.notebooks check            # 只检查：同步、全部执行、无意外报错
+
+判断“是否同步”只看内容（cell 类型、源码、标签），不看时间戳。
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+NOTEBOOKS = ROOT / "notebooks"
+FIX_HINT = "make notebook NB={md}"
+
+
+def sources() -> list[Path]:
+    """book/ 下所有章节源文件（排序，保证输出稳定）。"""
+    return sorted(p for p in BOOK.rglob("*.md") if not any(part.startswith(".") for part in p.parts))
+
+
+def twin(md: Path) -> Path:
+    """book/a/b.md → notebooks/a/b.ipynb"""
+    return NOTEBOOKS / md.resolve().relative_to(BOOK).with_suffix(".ipynb")
+
+
+def source_of(ipynb: Path) -> Path:
+    return BOOK / ipynb.resolve().relative_to(NOTEBOOKS).with_suffix(".md")
+
+
+def _signature(nb) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [
+        (c.cell_type, c.source.strip(), tuple(c.get("metadata", {}).get("tags", ())))
+        for c in nb.cells
+    ]
+
+
+def read_source(md: Path):
+    return jupytext.read(md, fmt="md:myst")
+
+
+def sync_problem(md: Path) -> str | None:
+    """源文件与其 .ipynb 不一致时返回原因，一致时返回 None。"""
+    ipynb = twin(md)
+    if not ipynb.exists():
+        return f"{ipynb.relative_to(ROOT)} 不存在"
+    want = _signature(read_source(md))
+    have = _signature(nbformat.read(ipynb, as_version=4))
+    if want == have:
+        return None
+    for i, (w, h) in enumerate(zip(want, have)):
+        if w != h:
+            return f"第 {i + 1} 个 cell 不同：源文件 {w[0]} {w[1][:60]!r} ≠ 笔记本 {h[0]} {h[1][:60]!r}"
+    return f"cell 数不同：源文件 {len(want)} 个，笔记本 {len(have)} 个"
+
+
+def execution_problems(nb) -> list[str]:
+    """每个代码 cell 都必须按顺序执行过；报错只允许出现在标了 raises-exception 的 cell 里。"""
+    problems = []
+    expected = 1
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if cell.execution_count != expected:
+            problems.append(f"第 {i + 1} 个 cell 的 execution_count 为 {cell.execution_count}，应为 {expected}")
+        expected += 1
+        allowed = "raises-exception" in cell.get("metadata", {}).get("tags", ())
+        for out in cell.get("outputs", []):
+            if out.output_type == "error" and not allowed:
+                problems.append(f"第 {i + 1} 个 cell 报错：{out.ename}: {out.evalue}")
+    return problems
+
+
+def _stable_ids(nb) -> None:
+    """用源码的哈希做 cell id，避免每次重建都产生随机 id 的 diff。"""
+    seen: dict[str, int] = {}
+    for cell in nb.cells:
+        base = hashlib.sha1(cell.source.encode()).hexdigest()[:8]
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        cell.id = base if n == 0 else f"{base}-{n}"
+
+
+def build(md: Path, timeout: int = 600) -> Path:
+    """读取源文件、在其目录下执行、写出 .ipynb。任何未预期的报错都会让构建失败。"""
+    from nbclient import NotebookClient
+
+    nb = read_source(md)
+    out = twin(md)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nb.metadata.pop("jupytext", None)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if any(c.cell_type == "code" for c in nb.cells):
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            record_timing=False,
+            resources={"metadata": {"path": str(out.parent)}},
+        )
+        client.execute()
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    _stable_ids(nb)
+    problems = execution_problems(nb)
+    if problems:
+        raise RuntimeError(f"{md.relative_to(ROOT)}：\n  " + "\n  ".join(problems))
+    nbformat.write(nb, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlbook.notebooks")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="重新生成并执行笔记本")
+    b.add_argument("--force", action="store_true", help="即使已同步也重建")
+    b.add_argument("paths", nargs="*", type=Path, help="book/ 下的 .md；缺省为全部")
+    sub.add_parser("check", help="检查同步与执行状态")
+    args = parser.parse_args(argv)
+
+    if args.cmd == "check":
+        bad = 0
+        for md in sources():
+            msg = sync_problem(md)
+            if msg is None:
+                msg = "; ".join(execution_problems(nbformat.read(twin(md), as_version=4))) or None
+            if msg:
+                bad += 1
+                print(f"✗ {md.relative_to(ROOT)}: {msg}\n  修复：{FIX_HINT.format(md=md.relative_to(ROOT))}")
+        print(f"{len(sources()) - bad}/{len(sources())} 个源文件与笔记本一致")
+        return 1 if bad else 0
+
+    targets = [p.resolve() for p in args.paths] or sources()
+    for md in targets:
+        if not md.is_relative_to(BOOK) or md.suffix != ".md":
+            parser.error(f"{md} 不是 book/ 下的 .md 源文件")
+        if args.force or sync_problem(md):
+            print(f"执行 {md.relative_to(ROOT)} …", flush=True)
+            print(f"  → {build(md).relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""本书的 Sphinx 小扩展（在 _config.yml 的 extra_extensions 里启用）。
+
+1. 每个由笔记本生成的页面，下载菜单里除了 .ipynb 再加上它的 MyST 源文件 .md；
+2. 把术语表里的中文术语交给 jieba 作为自定义词典，让“交叉熵”“多头注意力”这类词
+   作为整词进入全文检索索引（否则 jieba 会把它们切碎，搜整词就搜不到）。
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from sphinx.application import Sphinx
+
+from mlbook.notebooks import BOOK, ROOT
+
+GLOSSARY = BOOK / "appendix" / "glossary.md"
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+# glossary 指令里顶格的行是术语，缩进的行是解释
+_TERM_LINE = re.compile(r"^(\S[^\n]*)$")
+
+
+def glossary_terms(path: Path = GLOSSARY) -> list[str]:
+    """术语表 glossary 指令块中的中文术语。"""
+    terms: list[str] = []
+    in_block = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```{glossary}"):
+            in_block = True
+            continue
+        if in_block and line.startswith("```"):
+            in_block = False
+            continue
+        if in_block and line.strip() and not line.startswith(":") and _TERM_LINE.match(line):
+            if _CJK.search(line):
+                terms.append(line.strip())
+    return terms
+
+
+def _write_search_dict(app: Sphinx) -> None:
+    out = Path(app.doctreedir).parent / "jieba_dict.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    words: set[str] = set()
+    for term in glossary_terms():
+        # 术语行可能是“交叉熵（cross-entropy）”这种形式，拆出中文词
+        words.update(w for w in re.split(r"[\s（）()，,、/]+", term) if _CJK.search(w))
+    # 高词频保证 jieba 把整词切出来（cut_for_search 仍会额外给出子词）
+    out.write_text("".join(f"{w} 100000\n" for w in sorted(words)), encoding="utf-8")
+    app.config.html_search_options = {**(app.config.html_search_options or {}), "dict": str(out)}
+
+
+def _source_md(docname: str) -> Path | None:
+    if not docname.startswith("notebooks/"):
+        return None
+    md = BOOK / (docname.removeprefix("notebooks/") + ".md")
+    return md if md.exists() else None
+
+
+def _add_md_download(app: Sphinx, pagename: str, templatename, context, doctree) -> None:
+    md = _source_md(pagename)
+    if md is None:
+        return
+    rel = f"{pagename}.md"
+    target = Path(app.outdir) / "_sources" / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(md, target)
+    for group in context.get("header_buttons", []):
+        if group.get("label") == "download-buttons":
+            group["buttons"].insert(
+                1,
+                {
+                    "type": "link",
+                    "url": f"{context['pathto']('_sources', 1)}/{rel}",
+                    "text": ".md",
+                    "tooltip": f"下载 MyST 源文件（{md.relative_to(ROOT)}）",
+                    "icon": "fab fa-markdown",
+                    "label": "download-myst-button",
+                },
+            )
+
+
+def setup(app: Sphinx) -> dict:
+    app.connect("builder-inited", _write_search_dict)
+    # sphinx-book-theme 在优先级 501 生成下载按钮，这里排在它之后
+    app.connect("html-page-context", _add_md_download, priority=600)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,38 @@
+"""测试共用的夹具：整本书只构建一次（多个 xdist 进程共享同一次构建）。"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from mlbook.notebooks import ROOT
+
+HTML = ROOT / "_build" / "html"
+BUILD_CMD = [
+    str(Path(sys.executable).with_name("jupyter-book")),
+    "build", str(ROOT), "--builder", "html", "--all",
+    "--warningiserror", "--nitpick", "--keep-going",
+]
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    """以 -W -n --keep-going 完整构建网站，返回 _build/html。构建失败（含任何警告）则测试失败。"""
+    shared = tmp_path_factory.getbasetemp().parent
+    record = shared / "site-build.json"
+    with FileLock(str(shared / "site-build.lock")):
+        if not record.exists():
+            env = {**os.environ, "MPLBACKEND": "Agg"}
+            proc = subprocess.run(BUILD_CMD, cwd=ROOT, capture_output=True, text=True, env=env)
+            log = proc.stdout + proc.stderr
+            record.write_text(json.dumps({"returncode": proc.returncode, "log": log[-20000:]}))
+        result = json.loads(record.read_text())
+    if result["returncode"] != 0:
+        pytest.fail(f"网站构建失败（{' '.join(BUILD_CMD[1:])}）：\n{result['log'][-6000:]}")
+    return HTML

@@ -1,0 +1,131 @@
+"""在真正的浏览器（Debian 的 Chromium，无头）里打开网站的每一页。
+
+- 页面加载时没有控制台错误，且没有任何请求离开本机的回环服务器；
+- MathJax 真正排版了公式（页面可见文字里没有残留的 $$ 或 \\frac）；
+- 每张图片都加载成功（naturalWidth > 0）；
+- 检索页能搜到中文词。
+
+没有 Chromium 时跳过并说明如何安装；.ci/run 会安装它，所以 CI 上总是运行。
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from test_notebooks import toc_files
+
+CHROMIUM = next((p for p in map(shutil.which, ["chromium", "chromium-browser"]) if p), None)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="没有找到 Chromium：sudo apt-get install chromium fonts-noto-cjk 后再运行（CI 的 .ci/run 会自动安装）",
+)
+PAGES = toc_files()
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions",
+]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    handler = functools.partial(QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """一个新页面：记录控制台错误与离开回环服务器的请求（并拦截它们）。"""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    p = context.new_page()
+    p.console_errors, p.external = [], []
+    p.on("console", lambda m: m.type == "error" and p.console_errors.append(m.text))
+    p.on("pageerror", lambda e: p.console_errors.append(str(e)))
+
+    def route(r):
+        if r.request.url.startswith(server) or r.request.url.startswith(("data:", "blob:")):
+            r.continue_()
+        else:
+            p.external.append(r.request.url)
+            r.abort()
+
+    p.route("**/*", route)
+    yield p
+    context.close()
+
+
+def wait_for_mathjax(p) -> None:
+    p.wait_for_function(
+        "() => !window.MathJax || (MathJax.startup && MathJax.startup.promise"
+        " && (window.__mjDone || (MathJax.startup.promise.then(() => window.__mjDone = true), false)))",
+        timeout=30000,
+    )
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_renders_offline(page, server, path):
+    page.goto(f"{server}/{path}.html", wait_until="load")
+    wait_for_mathjax(page)
+    info = page.evaluate(
+        """() => ({
+            text: document.querySelector('main, article, body').innerText,
+            math: document.querySelectorAll('mjx-container').length,
+            rawMath: document.querySelectorAll('.math:not(:has(mjx-container))').length,
+            images: [...document.images].map(i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0]),
+        })"""
+    )
+    assert page.external == [], f"请求离开了本机：{page.external}"
+    assert page.console_errors == [], f"控制台错误：{page.console_errors}"
+    assert "$$" not in info["text"], "页面上残留未排版的 $$"
+    assert not re.search(r"\\(frac|sum|mathrm|log)\b", info["text"]), "页面上残留未排版的 LaTeX 命令"
+    assert info["rawMath"] == 0, f"{info['rawMath']} 个公式没有被 MathJax 排版"
+    broken = [src for src, ok in info["images"] if not ok]
+    assert not broken, f"图片没有加载：{broken}"
+    if "/appendix/" not in path and path != "notebooks/index":
+        assert info["math"] > 0, "章节页面应当有排版后的公式"
+        assert any("_images/" in src for src, _ in info["images"]), "章节页面应当有图"
+
+
+@pytest.mark.parametrize("query", ["交叉熵", "注意力", "反向传播"])
+def test_search_finds_chinese(page, server, query):
+    page.goto(f"{server}/search.html?q={query}", wait_until="load")
+    page.wait_for_selector("#search-results ul.search li", timeout=30000)
+    hits = page.locator("#search-results ul.search li").count()
+    assert hits > 0
+    assert page.external == [] and page.console_errors == []
+
+
+def test_screenshot_of_a_chapter(page, server, site):
+    page.goto(f"{server}/notebooks/classification_losses/softmax_cross_entropy.html", wait_until="load")
+    wait_for_mathjax(page)
+    page.locator("img[src*='_images/']").first.scroll_into_view_if_needed()
+    out = Path(site) / "_screenshots" / "softmax_cross_entropy.png"
+    out.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(out), full_page=False)
+    assert out.stat().st_size > 10_000

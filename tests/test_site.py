@@ -1,0 +1,108 @@
+"""构建好的网站：每个目录页面都在、不加载任何外部资源、中文检索可用、可下载 .ipynb 与 .md。"""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from mlbook.notebooks import BOOK
+from test_notebooks import toc_files
+
+PAGES = toc_files()
+EXTERNAL = re.compile(r"^(https?:)?//", re.I)
+
+
+class AssetCollector(HTMLParser):
+    """收集页面会自动加载的资源（脚本、样式、图片、iframe……），不包括普通超链接。"""
+
+    def __init__(self):
+        super().__init__()
+        self.assets: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in {"script", "img", "iframe", "source", "video", "audio", "embed"} and a.get("src"):
+            self.assets.append(a["src"])
+        if tag == "link" and a.get("href"):
+            rel = (a.get("rel") or "").lower()
+            if any(r in rel for r in ("stylesheet", "preload", "icon", "modulepreload", "prefetch")):
+                self.assets.append(a["href"])
+        if tag == "object" and a.get("data"):
+            self.assets.append(a["data"])
+
+
+def page_html(site: Path, page: str) -> str:
+    return (site / f"{page}.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_toc_page_exists_and_is_chinese(site, page):
+    html = page_html(site, page)
+    assert 'lang="zh-CN"' in html
+    assert "<h1" in html
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_external_assets(site, page):
+    collector = AssetCollector()
+    collector.feed(page_html(site, page))
+    external = [u for u in collector.assets if EXTERNAL.match(u)]
+    assert not external, f"{page} 会从网络加载：{external}"
+    for url in collector.assets:
+        local = (site / page).parent / url.split("?")[0].split("#")[0]
+        assert local.exists(), f"{page} 引用的本地资源不存在：{url}"
+
+
+def test_css_and_js_make_no_network_requests(site):
+    """样式表里的 @import / url() 与 MathJax 的加载路径都必须指向站内。"""
+    offenders = []
+    for css in (site / "_static").rglob("*.css"):
+        text = css.read_text(encoding="utf-8", errors="ignore")
+        for m in re.finditer(r"(@import\s+(url\()?|url\()\s*['\"]?(https?:)?//[^)'\"]+", text):
+            offenders.append(f"{css.relative_to(site)}: {m.group(0)[:80]}")
+    assert not offenders, "\n".join(offenders)
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax 应随站点分发"
+
+
+def test_mathjax_is_served_locally(site):
+    html = page_html(site, "notebooks/classification_losses/softmax_cross_entropy")
+    assert re.search(r'<script[^>]+src="[^"]*_static/mathjax/tex-chtml\.js', html)
+    assert "cdn.jsdelivr" not in html
+
+
+def _search_terms(site: Path) -> dict:
+    text = (site / "searchindex.js").read_text(encoding="utf-8")
+    index = json.loads(text[text.index("(") + 1 : text.rindex(")")])
+    return index["terms"]
+
+
+@pytest.mark.parametrize("word", ["交叉熵", "注意力", "反向传播", "召回率", "梯度"])
+def test_search_index_has_chinese_terms(site, word):
+    assert word in _search_terms(site), f"检索索引里没有“{word}”：中文分词或词典没有生效"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "notebooks/index"])
+def test_downloads_ipynb_and_md(site, page):
+    html = page_html(site, page)
+    for suffix in (".ipynb", ".md"):
+        assert f'_sources/{page}{suffix}"' in html, f"{page} 缺少 {suffix} 下载按钮"
+        assert (site / "_sources" / f"{page}{suffix}").exists()
+    md = site / "_sources" / f"{page}.md"
+    assert md.read_text(encoding="utf-8") == (BOOK / (page.removeprefix("notebooks/") + ".md")).read_text(
+        encoding="utf-8"
+    )
+
+
+def test_chapters_show_figures_and_folded_solutions(site):
+    chapters = [p for p in PAGES if "/appendix/" not in p and p != "notebooks/index"]
+    assert chapters
+    for page in chapters:
+        html = page_html(site, page)
+        assert re.search(r'<img[^>]+src="[^"]*_images/', html), f"{page} 没有图"
+        assert "solution" in html and "dropdown" in html, f"{page} 没有折叠的练习答案"
+        assert 'class="reference internal" href="../appendix/glossary.html' in html, f"{page} 没有链接术语表"
+        assert "bibliography.html" in html, f"{page} 没有链接到参考文献"
