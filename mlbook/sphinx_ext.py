@@ -1,7 +1,9 @@
 """本书的 Sphinx 小扩展（在 _config.yml 的 extra_extensions 里启用）。
 
 1. 每个由笔记本生成的页面，下载菜单里除了 .ipynb 再加上它的 MyST 源文件 .md；
-2. 把术语表里的中文术语交给 jieba 作为自定义词典，让“交叉熵”“多头注意力”这类词
+2. 去掉 sphinx-thebe 注入的脚本：本书不启用 thebe，而它会把同一段 `const THEBE_JS_URL`
+   内联脚本加两次，浏览器里报 “has already been declared” 错误，还带着一个 CDN 地址；
+3. 把术语表里的中文术语交给 jieba 作为自定义词典，让“交叉熵”“多头注意力”这类词
    作为整词进入全文检索索引（否则 jieba 会把它们切碎，搜整词就搜不到）。
 """
 
@@ -80,8 +82,19 @@ def _add_md_download(app: Sphinx, pagename: str, templatename, context, doctree)
             )
 
 
+def _drop_thebe_scripts(app: Sphinx, pagename: str, templatename, context, doctree) -> None:
+    scripts = context.get("script_files", [])
+    context["script_files"] = [
+        s for s in scripts
+        if "THEBE_JS_URL" not in (getattr(s, "attributes", {}).get("body") or "")
+        and "sphinx-thebe.js" not in str(s)
+        and "thebe@" not in str(s)
+    ]
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", _write_search_dict)
     # sphinx-book-theme 在优先级 501 生成下载按钮，这里排在它之后
     app.connect("html-page-context", _add_md_download, priority=600)
+    app.connect("html-page-context", _drop_thebe_scripts, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

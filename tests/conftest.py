@@ -22,9 +22,11 @@ BUILD_CMD = [
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Path:
+def site(tmp_path_factory, request) -> Path:
     """以 -W -n --keep-going 完整构建网站，返回 _build/html。构建失败（含任何警告）则测试失败。"""
-    shared = tmp_path_factory.getbasetemp().parent
+    # xdist 下各进程的临时目录有共同的父目录（本次运行独有）；不用 xdist 时就用自己的临时目录
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if hasattr(request.config, "workerinput") else base
     record = shared / "site-build.json"
     with FileLock(str(shared / "site-build.lock")):
         if not record.exists():
