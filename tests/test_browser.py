@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from test_notebooks import toc_files
 
 CHROMIUM = next((p for p in map(shutil.which, ["chromium", "chromium-browser"]) if p), None)

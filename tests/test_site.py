@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from test_notebooks import toc_files
 
 from mlbook.notebooks import BOOK
-from test_notebooks import toc_files
 
 PAGES = toc_files()
 EXTERNAL = re.compile(r"^(https?:)?//", re.I)
