@@ -179,3 +179,9 @@ def test_gradient_rows_sum_to_zero_and_are_bounded(z):
     g = ch.cross_entropy_grad(z, t) * z.shape[0]
     np.testing.assert_allclose(g.sum(axis=1), 0.0, atol=1e-12)
     assert (np.abs(g) <= 1 + 1e-12).all()
+
+
+def test_log_softmax_keeps_precision_for_huge_logits():
+    z = np.array([[1e17, 1e17, 1e17 - 64]])
+    np.testing.assert_allclose(ch.log_softmax(z), torch.log_softmax(t64(z), -1), rtol=1e-14)
+    np.testing.assert_allclose(ch.cross_entropy(z, [0]), F.cross_entropy(t64(z), torch.tensor([0])), rtol=1e-14)
