@@ -6,7 +6,6 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BOOK   := $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-export MPLBACKEND := Agg
 
 .PHONY: venv book test notebooks notebook check lab bench lint clean
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def build(md: Path, timeout: int = 600) -> Path:
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     if any(c.cell_type == "code" for c in nb.cells):
+        os.environ.pop("MPLBACKEND", None)  # 内核用 inline 后端出图，见 tests/conftest.py
         client = NotebookClient(
             nb,
             timeout=timeout,

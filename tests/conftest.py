@@ -14,6 +14,10 @@ from filelock import FileLock
 from mlbook.notebooks import ROOT
 
 HTML = ROOT / "_build" / "html"
+
+# nbval 启动的内核继承这个进程的环境；MPLBACKEND=Agg 之类的设置会让 plt.show() 不再输出图，
+# 与提交的输出对不上。笔记本里的绘图一律走内核默认的 inline 后端。
+os.environ.pop("MPLBACKEND", None)
 BUILD_CMD = [
     str(Path(sys.executable).with_name("jupyter-book")),
     "build", str(ROOT), "--builder", "html", "--all",
@@ -30,8 +34,7 @@ def site(tmp_path_factory, request) -> Path:
     record = shared / "site-build.json"
     with FileLock(str(shared / "site-build.lock")):
         if not record.exists():
-            env = {**os.environ, "MPLBACKEND": "Agg"}
-            proc = subprocess.run(BUILD_CMD, cwd=ROOT, capture_output=True, text=True, env=env)
+            proc = subprocess.run(BUILD_CMD, cwd=ROOT, capture_output=True, text=True)
             log = proc.stdout + proc.stderr
             record.write_text(json.dumps({"returncode": proc.returncode, "log": log[-20000:]}))
         result = json.loads(record.read_text())
