@@ -97,6 +97,10 @@ def test_page_renders_offline(page, server, path):
             math: document.querySelectorAll('mjx-container').length,
             rawMath: document.querySelectorAll('.math:not(:has(mjx-container))').length,
             images: [...document.images].map(i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0]),
+            tooWide: [...document.querySelectorAll('mjx-container[display="true"]')]
+                .filter(m => m.firstElementChild && m.firstElementChild.getBoundingClientRect().width
+                             > m.parentElement.clientWidth + 2)
+                .map(m => m.textContent.slice(0, 60)),
         })"""
     )
     assert page.external == [], f"请求离开了本机：{page.external}"
@@ -104,6 +108,7 @@ def test_page_renders_offline(page, server, path):
     assert "$$" not in info["text"], "页面上残留未排版的 $$"
     assert not re.search(r"\\(frac|sum|mathrm|log)\b", info["text"]), "页面上残留未排版的 LaTeX 命令"
     assert info["rawMath"] == 0, f"{info['rawMath']} 个公式没有被 MathJax 排版"
+    assert info["tooWide"] == [], f"这些公式在 1280 像素宽的页面上放不下（请换行，如 aligned）：{info['tooWide']}"
     broken = [src for src, ok in info["images"] if not ok]
     assert not broken, f"图片没有加载：{broken}"
     if "/appendix/" not in path and path != "notebooks/index":
