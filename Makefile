@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 BOOK   := $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: venv book test notebooks notebook check lab bench lint clean
+.PHONY: venv book test notebooks notebook check serve lab bench lint clean
 
 # 虚拟环境：requirements.txt 或 pyproject.toml 变了就重装
 $(STAMP): requirements.txt pyproject.toml
@@ -40,6 +40,10 @@ notebook: $(STAMP)
 ## 只检查同步与执行状态（不执行任何代码）
 check: $(STAMP)
 	$(PY) -m mlbook.notebooks check
+
+## 在 http://127.0.0.1:8000 预览网站（直接打开 index.html 也可以，只是检索结果没有摘要）
+serve: book
+	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000
 
 ## 本地打开 JupyterLab：book/ 下的 .md 双击即以笔记本打开
 lab: $(STAMP)

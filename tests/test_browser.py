@@ -133,3 +133,29 @@ def test_screenshot_of_a_chapter(page, server, site):
     out.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(out), full_page=False)
     assert out.stat().st_size > 10_000
+
+
+def test_opens_from_file_url_without_server(browser, site):
+    """README 说可以直接打开 _build/html/index.html：不经服务器（file://）时首页、公式与检索也都要能用。"""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    p = context.new_page()
+    errors, external = [], []
+    p.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.on("request", lambda r: r.url.startswith("file://") or r.url.startswith("data:") or external.append(r.url))
+    try:
+        p.goto((Path(site) / "index.html").as_uri(), wait_until="load")
+        p.wait_for_url("**/notebooks/index.html", timeout=10000)
+        p.goto((Path(site) / "notebooks/classification_losses/softmax_cross_entropy.html").as_uri())
+        wait_for_mathjax(p)
+        assert p.locator("mjx-container").count() > 0
+        assert errors == [], f"控制台错误：{errors}"
+        p.goto((Path(site) / "search.html").as_uri() + "?q=交叉熵")
+        p.wait_for_selector("#search-results ul.search li", timeout=30000)
+        assert external == [], f"请求离开了本机：{external}"
+        # file:// 下浏览器禁止 fetch 其他页面，检索结果只列标题、没有摘要（用 make serve 可看到摘要）；
+        # 除此之外不允许任何错误
+        snippet_fetch = re.compile(r"CORS policy|Failed to fetch|ERR_FAILED")
+        assert [e for e in errors if not snippet_fetch.search(e)] == [], f"控制台错误：{errors}"
+    finally:
+        context.close()
