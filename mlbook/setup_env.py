@@ -1,6 +1,6 @@
 """`make venv` 的最后一步：让新环境开箱即用。
 
-1. JupyterLab 里双击 book/*.md 直接以笔记本打开（jupytext 的 defaultViewers）；
+1. JupyterLab 里双击 book/*.md 直接以笔记本打开（jupytext 的 defaultViewers），且不联网查新闻；
 2. 预先建好 matplotlib 的字体缓存，否则第一次 import 时的提示会混进笔记本的 stderr 输出。
 
 用法：python -m mlbook.setup_env .venv
@@ -15,7 +15,9 @@ from pathlib import Path
 LAB_OVERRIDES = {
     "@jupyterlab/docmanager-extension:plugin": {
         "defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}
-    }
+    },
+    # 离线使用：不去网上查新闻与新版本
+    "@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"},
 }
 
 

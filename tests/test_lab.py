@@ -1,0 +1,73 @@
+"""读者在 JupyterLab（`make lab`）里打开 book/ 下的源文件：它应当作为带输出的笔记本打开。"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mlbook.notebooks import BOOK, ROOT, sources
+from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+CHAPTERS = [p for p in sources() if p.parent not in (BOOK, BOOK / "appendix")]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+        "--ServerApp.token=", "--ServerApp.password=", "--allow-root", f"--ServerApp.root_dir={ROOT}",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(base + "/api/status", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab 60 秒内没有启动")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_source_opens_as_paired_notebook_with_outputs(lab, md):
+    rel = md.relative_to(ROOT).as_posix()
+    with urllib.request.urlopen(f"{lab}/api/contents/{rel}?type=notebook&content=1", timeout=60) as r:
+        model = json.load(r)
+    assert model["type"] == "notebook"
+    code = [c for c in model["content"]["cells"] if c["cell_type"] == "code"]
+    assert code and all(c.get("outputs") is not None for c in code)
+    # 输出来自配对的 notebooks/*.ipynb
+    assert sum(bool(c["outputs"]) for c in code) >= len(code) // 2, "配对的 .ipynb 输出没有被读入"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="没有 Chromium（见 test_browser.py）")
+def test_double_click_opens_notebook_view(lab):
+    from playwright.sync_api import sync_playwright
+
+    rel = CHAPTERS[0].relative_to(ROOT).as_posix()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{lab}/lab/tree/{rel}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60000)
+            page.wait_for_selector(".jp-Notebook .jp-OutputArea-output", timeout=30000)
+            assert page.locator(".jp-Notebook .jp-Cell").count() > 10
+        finally:
+            browser.close()
