@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 .PHONY: venv book test notebooks notebook check serve lab bench lint clean
 
 # 虚拟环境：requirements.txt 或 pyproject.toml 变了就重装
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml mlbook/setup_env.py
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .

@@ -11,9 +11,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 from mlbook.notebooks import BOOK, ROOT, sources
-from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 CHAPTERS = [p for p in sources() if p.parent not in (BOOK, BOOK / "appendix")]
 
