@@ -1,9 +1,11 @@
 """本书的 Sphinx 小扩展（在 _config.yml 的 extra_extensions 里启用）。
 
 1. 每个由笔记本生成的页面，下载菜单里除了 .ipynb 再加上它的 MyST 源文件 .md；
-2. 去掉 sphinx-thebe 注入的脚本：本书不启用 thebe，而它会把同一段 `const THEBE_JS_URL`
+2. 构建时检查每个笔记本：代码 cell 都按顺序执行过、没有意外的报错输出；否则发出警告，
+   `-W` 下构建失败（网站不执行笔记本，这一步保证它不会展示没跑过或跑崩了的结果）；
+3. 去掉 sphinx-thebe 注入的脚本：本书不启用 thebe，而它会把同一段 `const THEBE_JS_URL`
    内联脚本加两次，浏览器里报 “has already been declared” 错误，还带着一个 CDN 地址；
-3. 把术语表里的中文术语交给 jieba 作为自定义词典，让“交叉熵”“多头注意力”这类词
+4. 把术语表里的中文术语交给 jieba 作为自定义词典，让“交叉熵”“多头注意力”这类词
    作为整词进入全文检索索引（否则 jieba 会把它们切碎，搜整词就搜不到）。
 """
 
@@ -13,9 +15,13 @@ import re
 import shutil
 from pathlib import Path
 
+import nbformat
 from sphinx.application import Sphinx
+from sphinx.util import logging
 
-from mlbook.notebooks import BOOK, ROOT
+from mlbook.notebooks import BOOK, FIX_HINT, ROOT, execution_problems
+
+logger = logging.getLogger(__name__)
 
 GLOSSARY = BOOK / "appendix" / "glossary.md"
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -92,7 +98,19 @@ def _drop_thebe_scripts(app: Sphinx, pagename: str, templatename, context, doctr
     ]
 
 
+def _check_executed(app: Sphinx, docname: str, source: list[str]) -> None:
+    path = Path(app.env.doc2path(docname))
+    if path.suffix != ".ipynb":
+        return
+    problems = execution_problems(nbformat.reads(source[0], as_version=4))
+    md = _source_md(docname)
+    hint = f"；修复：{FIX_HINT.format(md=md.relative_to(ROOT))}" if md else ""
+    for problem in problems:
+        logger.warning(f"{problem}{hint}", location=docname)
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("source-read", _check_executed)
     app.connect("builder-inited", _write_search_dict)
     # sphinx-book-theme 在优先级 501 生成下载按钮，这里排在它之后
     app.connect("html-page-context", _add_md_download, priority=600)
