@@ -25,19 +25,18 @@ def t64(x):
 # ---------------------------------------------------------------- micrograd 的两个测试表达式
 
 
-def test_micrograd_sanity_check():
-    x = Value(-4.0)
+def _sanity_expr(x):
+    """micrograd README 里的表达式；Value 与 torch 张量都支持这些运算。"""
     z = 2 * x + 2 + x
     q = z.relu() + z * x
     h = (z * z).relu()
-    y = h + q + q * x
-    y.backward()
+    return h + q + q * x
 
-    xt = t64(-4.0)
-    zt = 2 * xt + 2 + xt
-    qt = zt.relu() + zt * xt
-    ht = (zt * zt).relu()
-    yt = ht + qt + qt * xt
+
+def test_micrograd_sanity_check():
+    x, xt = Value(-4.0), t64(-4.0)
+    y, yt = _sanity_expr(x), _sanity_expr(xt)
+    y.backward()
     yt.backward()
 
     assert y.data == pytest.approx(yt.item(), abs=1e-12)
