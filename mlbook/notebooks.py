@@ -4,13 +4,14 @@
     python -m mlbook.notebooks build --force F  # 强制重建指定章节（F 为 book/ 下的 .md）
     python -m mlbook.notebooks check            # 只检查：同步、全部执行、无意外报错
 
-判断“是否同步”只看内容（cell 类型、源码、标签），不看时间戳。
+判断“是否同步”只看内容（cell 类型、源码、标签与图注等元数据），不看时间戳。
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -38,9 +39,19 @@ def source_of(ipynb: Path) -> Path:
     return BOOK / ipynb.resolve().relative_to(NOTEBOOKS).with_suffix(".md")
 
 
-def _signature(nb) -> list[tuple[str, str, tuple[str, ...]]]:
+# 执行或在 JupyterLab 里浏览时会变、但不属于源文件内容的 cell 元数据
+_VOLATILE_METADATA = {"execution", "collapsed", "scrolled", "jupyter", "editable", "deletable", "trusted"}
+
+
+def _signature(nb) -> list[tuple[str, str, str]]:
+    """cell 类型、源码、元数据（标签、图注等）；比较源文件与笔记本是否同步时只看这些。"""
     return [
-        (c.cell_type, c.source.strip(), tuple(c.get("metadata", {}).get("tags", ())))
+        (
+            c.cell_type,
+            c.source.strip(),
+            json.dumps({k: v for k, v in c.get("metadata", {}).items() if k not in _VOLATILE_METADATA},
+                       sort_keys=True, ensure_ascii=False),
+        )
         for c in nb.cells
     ]
 
@@ -60,7 +71,10 @@ def sync_problem(md: Path) -> str | None:
         return None
     for i, (w, h) in enumerate(zip(want, have)):
         if w != h:
-            return f"第 {i + 1} 个 cell 不同：源文件 {w[0]} {w[1][:60]!r} ≠ 笔记本 {h[0]} {h[1][:60]!r}"
+            part, a, b = next((name, a, b) for name, a, b in zip(("类型", "源码", "元数据"), w, h) if a != b)
+            k = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            lo = max(0, k - 20)
+            return f"第 {i + 1} 个 cell 的{part}不同：源文件 …{a[lo:k + 40]!r} ≠ 笔记本 …{b[lo:k + 40]!r}"
     return f"cell 数不同：源文件 {len(want)} 个，笔记本 {len(have)} 个"
 
 
