@@ -16,7 +16,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["setup", "seed_everything", "check_close", "to_numpy", "CJK_FONT"]
+__all__ = ["setup", "seed_everything", "check_close", "numeric_grad", "to_numpy", "CJK_FONT"]
 
 # mplfonts 随包附带的思源黑体（Noto Sans CJK SC），不依赖系统是否装了中文字体
 CJK_FONT = "Noto Sans CJK SC"
@@ -108,3 +108,17 @@ def check_close(name: str, ours, ref, *, atol: float = 1e-10, rtol: float = 1e-7
     np.testing.assert_allclose(a, b, atol=atol, rtol=rtol, equal_nan=True, err_msg=name)
     # 不返回误差：cell 末尾的返回值会被显示出来，而它的最后几位随机器变化
     print(f"✓ {name}: max|Δ| = {err:.3e} (atol={atol:g})")
+
+
+def numeric_grad(f, x, h: float = 1e-6) -> np.ndarray:
+    """中心差分 (f(x + h e_k) - f(x - h e_k)) / 2h，逐元素；f 把与 x 同形状的 float64 数组映射为标量。
+
+    截断误差 O(h²)、舍入误差 O(ε/h)，h = 1e-6 时误差约 1e-10。用来检验手推的梯度公式。
+    """
+    x = np.asarray(x, dtype=np.float64)
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = h
+        g[idx] = (f(x + e) - f(x - e)) / (2 * h)
+    return g

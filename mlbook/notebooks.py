@@ -26,8 +26,13 @@ FIX_HINT = "make notebook NB={md}"
 
 
 def sources() -> list[Path]:
-    """book/ 下所有章节源文件（排序，保证输出稳定）。"""
-    return sorted(p for p in BOOK.rglob("*.md") if not any(part.startswith(".") for part in p.parts))
+    """book/ 下所有页面的源文件（排序，保证输出稳定；跳过 .ipynb_checkpoints 等隐藏目录）。"""
+    return sorted(p for p in BOOK.rglob("*.md") if not any(part.startswith(".") for part in p.relative_to(BOOK).parts))
+
+
+def is_chapter(md: Path) -> bool:
+    """首页与附录之外的页面都是章节：要求章节结构、公式、图、练习……"""
+    return md.parent not in (BOOK, BOOK / "appendix")
 
 
 def twin(md: Path) -> Path:
@@ -36,7 +41,13 @@ def twin(md: Path) -> Path:
 
 
 def source_of(ipynb: Path) -> Path:
+    """notebooks/a/b.ipynb → book/a/b.md"""
     return BOOK / ipynb.resolve().relative_to(NOTEBOOKS).with_suffix(".md")
+
+
+def page_source(page: str) -> Path:
+    """网站页面名（即 _toc.yml 里的 file，如 notebooks/a/b）→ book/a/b.md"""
+    return source_of(ROOT / f"{page}.ipynb")
 
 
 # 执行或在 JupyterLab 里浏览时会变、但不属于源文件内容的 cell 元数据

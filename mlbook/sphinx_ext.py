@@ -19,14 +19,12 @@ import nbformat
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from mlbook.notebooks import BOOK, FIX_HINT, ROOT, execution_problems
+from mlbook.notebooks import BOOK, FIX_HINT, ROOT, execution_problems, page_source
 
 logger = logging.getLogger(__name__)
 
 GLOSSARY = BOOK / "appendix" / "glossary.md"
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-# glossary 指令里顶格的行是术语，缩进的行是解释
-_TERM_LINE = re.compile(r"^(\S[^\n]*)$")
 
 
 def glossary_terms(path: Path = GLOSSARY) -> list[str]:
@@ -40,9 +38,9 @@ def glossary_terms(path: Path = GLOSSARY) -> list[str]:
         if in_block and line.startswith("```"):
             in_block = False
             continue
-        if in_block and line.strip() and not line.startswith(":") and _TERM_LINE.match(line):
-            if _CJK.search(line):
-                terms.append(line.strip())
+        # glossary 指令里顶格的行是术语，缩进的行是解释，“:” 开头的是指令选项
+        if in_block and line[:1] not in ("", " ", ":") and _CJK.search(line):
+            terms.append(line.strip())
     return terms
 
 
@@ -61,7 +59,7 @@ def _write_search_dict(app: Sphinx) -> None:
 def _source_md(docname: str) -> Path | None:
     if not docname.startswith("notebooks/"):
         return None
-    md = BOOK / (docname.removeprefix("notebooks/") + ".md")
+    md = page_source(docname)
     return md if md.exists() else None
 
 

@@ -12,20 +12,21 @@ from pathlib import Path
 
 import pytest
 from test_browser import CHROMIUM, CHROMIUM_ARGS
+from test_notebooks import CHAPTERS
 
-from mlbook.notebooks import BOOK, ROOT, sources
-
-CHAPTERS = [p for p in sources() if p.parent not in (BOOK, BOOK / "appendix")]
+from mlbook.notebooks import ROOT
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [
         str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
         "--ServerApp.token=", "--ServerApp.password=", "--allow-root", f"--ServerApp.root_dir={ROOT}",
+        # 打开文件时 JupyterLab 会建检查点；放到临时目录，测试不在 book/ 下留下 .ipynb_checkpoints
+        f"--FileCheckpoints.checkpoint_dir={tmp_path_factory.mktemp('checkpoints')}",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

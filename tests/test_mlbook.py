@@ -98,3 +98,11 @@ def test_glossary_terms_feed_the_search_dictionary():
     for word in ["交叉熵", "注意力", "反向传播", "召回率"]:
         assert word in terms
     assert not any(t.startswith(" ") for t in terms)
+
+
+def test_numeric_grad_matches_analytic_gradient():
+    x = np.array([[0.3, -1.2], [2.0, 0.5]])
+    g = mlbook.numeric_grad(lambda v: np.sum(v**3) + v[0, 1] * v[1, 0], x)
+    expected = 3 * x**2 + np.array([[0.0, x[1, 0]], [x[0, 1], 0.0]])
+    np.testing.assert_allclose(g, expected, atol=1e-8)
+    assert mlbook.numeric_grad(np.sin, 0.0) == pytest.approx(1.0, abs=1e-10)  # 标量输入

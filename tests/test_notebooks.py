@@ -10,12 +10,22 @@ import nbformat
 import pytest
 import yaml
 
-from mlbook.notebooks import BOOK, FIX_HINT, NOTEBOOKS, ROOT, execution_problems, sources, sync_problem, twin
+from mlbook.notebooks import (
+    BOOK,
+    FIX_HINT,
+    NOTEBOOKS,
+    ROOT,
+    execution_problems,
+    is_chapter,
+    source_of,
+    sources,
+    sync_problem,
+    twin,
+)
 
 SOURCES = sources()
 IDS = [str(p.relative_to(BOOK)) for p in SOURCES]
-# 首页与附录不是章节，不要求章节结构
-CHAPTERS = [p for p in SOURCES if p.parent not in (BOOK, BOOK / "appendix")]
+CHAPTERS = [p for p in SOURCES if is_chapter(p)]
 
 
 def toc_files() -> list[str]:
@@ -57,7 +67,7 @@ def test_no_orphan_notebooks():
     orphans = [
         p.relative_to(ROOT)
         for p in NOTEBOOKS.rglob("*.ipynb")
-        if ".ipynb_checkpoints" not in p.parts and not (BOOK / p.relative_to(NOTEBOOKS).with_suffix(".md")).exists()
+        if ".ipynb_checkpoints" not in p.parts and not source_of(p).exists()
     ]
     assert not orphans, f"这些笔记本没有 book/ 下的源文件：{orphans}"
 
