@@ -6,6 +6,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BOOK   := $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+# 章节、测试与笔记本内核都从这个目录导入 mlbook（git worktree 共用一个 .venv 时也是本目录的代码）
+export PYTHONPATH := $(CURDIR)
+# make test CH=<部分>/<章>：只测这一章（笔记本、测试、页面与静态检查）
+CH ?=
 
 .PHONY: venv book test notebooks notebook check serve lab bench lint clean
 
@@ -25,9 +29,10 @@ book: $(STAMP)
 	@echo "网站已生成：$(abspath _build/html/index.html)"
 
 ## 运行全部测试：ruff、nbval、笔记本同步、参考实现对照、网站构建与浏览器测试
+## make test CH=classification_losses/softmax_cross_entropy 只测一章
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(CH),--chapter=$(CH))
 
 ## 从 book/ 源文件重新生成并执行与之不同步的笔记本（单向：md → ipynb）
 notebooks: $(STAMP)

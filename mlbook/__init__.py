@@ -89,25 +89,36 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def check_close(name: str, ours, ref, *, atol: float = 1e-10, rtol: float = 1e-7) -> None:
-    """比较从零实现与参考实现：打印最大绝对误差并断言。
+def check_close(name: str, ours, ref, *, atol: float, rtol: float = 0.0) -> None:
+    """比较从零实现与参考实现：断言 ``|ours - ref| <= atol + rtol·|ref|`` 逐元素成立，并打印最大误差。
 
-    打印格式固定为 ``✓ 名称: max|Δ| = 1.234e-16 (atol=1e-10)``；
+    打印的就是断言的容差：``✓ 名称: max|Δ| = 1.234e-16 (atol=1e-15)``，给了 rtol 时再加 ``rtol=…``。
     误差的具体数值随 CPU 变化，nbval 比对时会把它替换掉（见 tests/nbval_sanitize.cfg），
-    真正把关的是这里的断言。
+    真正把关的是这里的断言。两边同为 nan、或同为同号 inf 视为一致。
+    不通过时抛出 AssertionError，信息里是第一个超出容差的元素（下标、两边的值、误差与允许值），而不是整个数组。
     """
     a, b = to_numpy(ours), to_numpy(ref)
     if a.shape != b.shape:
         raise ValueError(f"{name}: 形状不一致，ours {a.shape} vs ref {b.shape}")
-    a1, b1 = np.atleast_1d(a), np.atleast_1d(b)
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(a1 - b1)
-    # 两边同为 nan、或同为同号 inf，视为一致
-    diff[(np.isnan(a1) & np.isnan(b1)) | (a1 == b1)] = 0.0
-    err = float(diff.max()) if diff.size else 0.0
-    np.testing.assert_allclose(a, b, atol=atol, rtol=rtol, equal_nan=True, err_msg=name)
+    if atol < 0 or rtol < 0:
+        raise ValueError(f"{name}: 容差不能为负（atol={atol}, rtol={rtol}）")
+    tol = f"atol={atol:g}" + (f", rtol={rtol:g}" if rtol else "")
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a - b)
+        same = (np.isnan(a) & np.isnan(b)) | (a == b)
+        diff = np.where(same, 0.0, diff)
+        allowed = atol + rtol * np.abs(b)
+        bad = ~(same | (diff <= allowed))  # diff 为 nan（一边是 nan）也算超出
+    err = float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))) if diff.size else 0.0
+    if bad.any():
+        idx = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), a.shape))
+        where = f"第一个在 {list(idx)}：" if a.ndim else ""
+        raise AssertionError(
+            f"✗ {name}: {int(bad.sum())}/{bad.size} 个元素超出容差（{tol}）；{where}"
+            f"ours={float(a[idx])!r}, ref={float(b[idx])!r}, |Δ|={diff[idx]:.3e} > 允许 {allowed[idx]:.3e}"
+        )
     # 不返回误差：cell 末尾的返回值会被显示出来，而它的最后几位随机器变化
-    print(f"✓ {name}: max|Δ| = {err:.3e} (atol={atol:g})")
+    print(f"✓ {name}: max|Δ| = {err:.3e} ({tol})")
 
 
 def numeric_grad(f, x, h: float = 1e-6) -> np.ndarray:

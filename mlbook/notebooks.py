@@ -35,6 +35,27 @@ def is_chapter(md: Path) -> bool:
     return md.parent not in (BOOK, BOOK / "appendix")
 
 
+def toc_files() -> list[str]:
+    """_toc.yml 里按顺序出现的所有页面（root 在前），如 notebooks/a/b。_toc.yml 是全书唯一的章节清单。"""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc.get("parts", []))
+    return files
+
+
 def twin(md: Path) -> Path:
     """book/a/b.md → notebooks/a/b.ipynb"""
     return NOTEBOOKS / md.resolve().relative_to(BOOK).with_suffix(".ipynb")

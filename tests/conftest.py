@@ -23,6 +23,34 @@ BUILD_CMD = [
     "build", str(ROOT), "--builder", "html", "--all",
     "--warningiserror", "--nitpick", "--keep-going",
 ]
+# make test CH=… 只测一章：增量构建（只重建改过的页面），快得多
+QUICK_BUILD_CMD = [a for a in BUILD_CMD if a != "--all"]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--chapter", default="",
+        help="只测一章（make test CH=<部分>/<章>）：它的笔记本、测试文件、页面与各项静态检查",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """--chapter 时只保留与这一章有关的测试：nodeid 里带章名的，以及不涉及具体章节的静态检查。"""
+    chapter = config.getoption("chapter")
+    if not chapter:
+        return
+    stem = chapter.strip("/").removesuffix(".md").rsplit("/", 1)[-1]
+    if not (ROOT / "book" / f"{chapter.strip('/').removesuffix('.md')}.md").exists():
+        raise pytest.UsageError(f"--chapter={chapter}：book/ 下没有这一章")
+    static = {"test_chapters.py", "test_notebooks.py"}
+    keep, drop = [], []
+    for item in items:
+        path = Path(str(item.fspath))
+        mine = stem in item.nodeid
+        cheap = path.name in static and "[" not in item.nodeid
+        (keep if mine or cheap else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +62,8 @@ def site(tmp_path_factory, request) -> Path:
     record = shared / "site-build.json"
     with FileLock(str(shared / "site-build.lock")):
         if not record.exists():
-            proc = subprocess.run(BUILD_CMD, cwd=ROOT, capture_output=True, text=True)
+            cmd = QUICK_BUILD_CMD if request.config.getoption("chapter") else BUILD_CMD
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             log = proc.stdout + proc.stderr
             record.write_text(json.dumps({"returncode": proc.returncode, "log": log[-20000:]}))
         result = json.loads(record.read_text())

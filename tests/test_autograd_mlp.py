@@ -13,9 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlbook
-from mlbook.chapter import load_chapter
+from mlbook.chapters import autograd_mlp as ch
 
-ch = load_chapter("neural_networks/autograd_mlp")
 Value = ch.Value
 
 

@@ -18,9 +18,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_notebooks import toc_files
 
-from mlbook.notebooks import is_chapter, page_source
+from mlbook.notebooks import is_chapter, page_source, toc_files
 
 CHROMIUM = next((p for p in map(shutil.which, ["chromium", "chromium-browser"]) if p), None)
 pytestmark = pytest.mark.skipif(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +30,8 @@ def lab(tmp_path_factory):
         # 打开文件时 JupyterLab 会建检查点；放到临时目录，测试不在 book/ 下留下 .ipynb_checkpoints
         f"--FileCheckpoints.checkpoint_dir={tmp_path_factory.mktemp('checkpoints')}",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # 自己的进程组：结束时连同它启动的内核一起结束，不留下进程与端口
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -41,8 +44,21 @@ def lab(tmp_path_factory):
             pytest.fail("JupyterLab 60 秒内没有启动")
         yield base
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """先 SIGTERM 整个进程组，grace 秒后仍未退出就 SIGKILL；JupyterLab 有时忽略 SIGTERM。"""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=[p.stem for p in CHAPTERS])

@@ -12,13 +12,13 @@ import torch
 from matplotlib import font_manager
 
 import mlbook
-from mlbook.chapter import load_chapter
+from mlbook import chapters
 from mlbook.notebooks import execution_problems
 from mlbook.sphinx_ext import glossary_terms
 
 
 def test_check_close_prints_and_passes(capsys):
-    mlbook.check_close("相同", np.array([1.0, 2.0]), torch.tensor([1.0, 2.0], dtype=torch.float64))
+    mlbook.check_close("相同", np.array([1.0, 2.0]), torch.tensor([1.0, 2.0], dtype=torch.float64), atol=0)
     assert "✓ 相同: max|Δ| = 0.000e+00" in capsys.readouterr().out
 
 
@@ -29,17 +29,17 @@ def test_check_close_fails_beyond_tolerance():
 
 def test_check_close_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="形状不一致"):
-        mlbook.check_close("形状", np.zeros(3), np.zeros((3, 1)))
+        mlbook.check_close("形状", np.zeros(3), np.zeros((3, 1)), atol=0)
 
 
 def test_check_close_handles_scalars_nan_and_inf(capsys):
-    mlbook.check_close("标量", 1.0, np.float64(1.0))
-    mlbook.check_close("特殊值", [np.nan, np.inf, -np.inf], [np.nan, np.inf, -np.inf])
+    mlbook.check_close("标量", 1.0, np.float64(1.0), atol=0)
+    mlbook.check_close("特殊值", [np.nan, np.inf, -np.inf], [np.nan, np.inf, -np.inf], atol=0)
     assert capsys.readouterr().out.count("max|Δ| = 0.000e+00") == 2
     with pytest.raises(AssertionError):
-        mlbook.check_close("nan 不等于数", [np.nan], [0.0])
+        mlbook.check_close("nan 不等于数", [np.nan], [0.0], atol=1)
     with pytest.raises(AssertionError):
-        mlbook.check_close("inf 符号", [np.inf], [-np.inf])
+        mlbook.check_close("inf 符号", [np.inf], [-np.inf], atol=1)
 
 
 def test_setup_registers_cjk_font_and_seeds():
@@ -86,11 +86,38 @@ def test_execution_problems_detects_unexecuted_and_errors():
     assert execution_problems(_nb([err])) == []
 
 
-def test_load_chapter_errors_are_clear():
-    with pytest.raises(FileNotFoundError, match="没有这一章"):
-        load_chapter("no_such_part/no_such_chapter")
-    with pytest.raises(ValueError, match="export"):
-        load_chapter("appendix/glossary")
+def test_chapter_import_errors_are_clear():
+    with pytest.raises(ModuleNotFoundError, match="没有这一章"):
+        chapters.load("no_such_part/no_such_chapter")
+    with pytest.raises(ModuleNotFoundError):
+        import mlbook.chapters.glossary  # noqa: F401  附录不是章节，没有可导入的实现
+
+
+def test_chapter_import_is_the_same_module_everywhere():
+    import importlib
+
+    from mlbook.chapters.softmax_cross_entropy import log_softmax
+
+    from mlbook.chapters import softmax_cross_entropy as a
+
+    assert a is chapters.load("classification_losses/softmax_cross_entropy")
+    assert a is importlib.import_module("mlbook.chapters.softmax_cross_entropy")
+    assert log_softmax is a.log_softmax
+    assert a.__file__.endswith("softmax_cross_entropy.md")
+    assert "softmax_cross_entropy" in dir(chapters)
+
+
+def test_check_close_asserts_exactly_what_it_prints(capsys):
+    """rtol 默认为 0：相对误差 5e-8 在 atol=1e-15 下必须失败（以前 assert_allclose 的默认 rtol=1e-7 放过了它）。"""
+    ref = np.array([0.3, 0.7])
+    with pytest.raises(AssertionError, match=r"2/2 个元素超出容差（atol=1e-15）；第一个在 \[0\]"):
+        mlbook.check_close("相对误差 5e-8", ref * (1 + 5e-8), ref, atol=1e-15)
+    mlbook.check_close("给了 rtol 才放宽", ref * (1 + 5e-8), ref, atol=1e-15, rtol=1e-7)
+    assert "(atol=1e-15, rtol=1e-07)" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="超出容差"):
+        mlbook.check_close("恰好超出", [1.0 + 2e-15], [1.0], atol=1e-15)
+    with pytest.raises(ValueError, match="容差不能为负"):
+        mlbook.check_close("负容差", [1.0], [1.0], atol=-1)
 
 
 def test_glossary_terms_feed_the_search_dictionary():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-import yaml
 
 from mlbook.notebooks import (
     BOOK,
@@ -20,30 +19,13 @@ from mlbook.notebooks import (
     source_of,
     sources,
     sync_problem,
+    toc_files,
     twin,
 )
 
 SOURCES = sources()
 IDS = [str(p.relative_to(BOOK)) for p in SOURCES]
 CHAPTERS = [p for p in SOURCES if is_chapter(p)]
-
-
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc.get("parts", []))
-    return files
 
 
 def test_there_are_chapters():

@@ -9,9 +9,7 @@ import sklearn.metrics as skm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlbook.chapter import load_chapter
-
-ch = load_chapter("evaluation/roc_pr_auc")
+from mlbook.chapters import roc_pr_auc as ch
 
 ATOL = 1e-12
 AUC_FUNCS = {

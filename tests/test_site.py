@@ -8,9 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_notebooks import toc_files
 
-from mlbook.notebooks import is_chapter, page_source
+from mlbook.notebooks import is_chapter, page_source, toc_files
 
 PAGES = toc_files()
 EXTERNAL = re.compile(r"^(https?:)?//", re.I)
@@ -104,3 +103,12 @@ def test_chapters_show_figures_and_folded_solutions(site):
         assert "solution" in html and "dropdown" in html, f"{page} 没有折叠的练习答案"
         assert 'class="reference internal" href="../appendix/glossary.html' in html, f"{page} 没有链接术语表"
         assert "bibliography.html" in html, f"{page} 没有链接到参考文献"
+
+
+def test_home_page_map_is_the_toc(site):
+    """首页的全书地图由 _toc.yml 生成（{tableofcontents}）：目录里的每一页都链接在地图里，顺序相同。"""
+    html = page_html(site, "notebooks/index")
+    start = html.index('class="toctree-wrapper')
+    end = html.index("在本地运行任何一章", start)
+    links = re.findall(r'<a class="reference internal" href="([^"#]+)\.html"', html[start:end])
+    assert links == [p.removeprefix("notebooks/") for p in PAGES[1:]], links

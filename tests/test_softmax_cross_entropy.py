@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import mlbook
-from mlbook.chapter import load_chapter
-
-ch = load_chapter("classification_losses/softmax_cross_entropy")
+from mlbook.chapters import softmax_cross_entropy as ch
 
 
 def t64(x):

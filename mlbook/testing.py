@@ -1,0 +1,91 @@
+"""tests/ 共用的小工具：float64 张量、可复现的随机输入、坏输入表。每个测试文件都从这里导入，不各写一份。
+
+    from mlbook.testing import t64, seeded, assert_close, BadInput, bad_input_params
+
+    BAD = [
+        BadInput("logits 不是二维", lambda: ch.f(np.zeros(3)), match="logits"),
+        ...
+    ]
+
+    @pytest.mark.parametrize("case", bad_input_params(BAD))
+    def test_bad_inputs(case):
+        case.check()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlbook import check_close, to_numpy
+
+__all__ = [
+    "t64",
+    "seeded",
+    "assert_close",
+    "extreme_logits",
+    "BadInput",
+    "bad_input_params",
+    "to_numpy",
+]
+
+
+def t64(x, requires_grad: bool = False):
+    """数组 / 列表 / 标量 → float64 的 torch 张量（复制一份；requires_grad 时是叶子节点）。"""
+    import torch
+
+    return torch.tensor(np.asarray(x, dtype=np.float64), dtype=torch.float64, requires_grad=requires_grad)
+
+
+def seeded(seed: int) -> np.random.Generator:
+    """测试里的随机输入一律来自播过种的生成器：seeded(0).normal(size=(3, 4))。"""
+    return np.random.default_rng(seed)
+
+
+def assert_close(ours, ref, *, atol: float, rtol: float = 0.0, name: str = "") -> None:
+    """与章节里 mlbook.check_close 同一个判据（|Δ| <= atol + rtol·|ref|，rtol 默认 0），但不打印。"""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        check_close(name or "对照", ours, ref, atol=atol, rtol=rtol)
+
+
+def extreme_logits() -> dict[str, np.ndarray]:
+    """各章共用的极端 logit：都是 (N, C) 的 float64 数组。"""
+    return {
+        "巨大正数": np.array([[1e308, 0.0, -1e308], [800.0, 799.0, 0.0]]),
+        "巨大负数": np.array([[-1000.0, -1001.0, -1002.0], [-1e308, -1e308, 0.0]]),
+        "全部并列": np.zeros((2, 4)),
+        "单个类别": np.array([[3.0], [-7.0]]),
+        "含 -inf": np.array([[-np.inf, 0.0, 1.0], [2.0, -np.inf, -np.inf]]),
+    }
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """坏输入表的一行：调用 call() 应抛出 exc，且信息匹配 match（通常是出错参数的名字）。"""
+
+    id: str
+    call: Callable[[], object]
+    match: str
+    exc: type[BaseException] | tuple[type[BaseException], ...] = ValueError
+
+    def check(self) -> None:
+        import pytest
+
+        with pytest.raises(self.exc, match=self.match):
+            self.call()
+
+
+def bad_input_params(cases: list[BadInput]):
+    """BadInput 列表 → pytest.param 列表（测试 id 就是这一行的 id）。"""
+    import pytest
+
+    ids = [c.id for c in cases]
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        raise ValueError(f"坏输入表里有重复的 id：{sorted(dup)}")
+    return [pytest.param(c, id=c.id) for c in cases]
