@@ -55,6 +55,19 @@ def setup_matplotlib() -> None:
     )
 
 
+def _retina_figures() -> None:
+    """在笔记本里以 2 倍分辨率输出 PNG（网页上按原尺寸显示，放大与高分屏上依然清晰）。"""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    if get_ipython() is None:
+        return
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    set_matplotlib_formats("retina")
+
+
 def seed_everything(seed: int = 0) -> np.random.Generator:
     """给 random、numpy、torch 的全局生成器播种，并返回一个新的 numpy Generator。"""
     random.seed(seed)
@@ -71,6 +84,7 @@ def seed_everything(seed: int = 0) -> np.random.Generator:
 def setup(seed: int = 0) -> np.random.Generator:
     """每章开头调用一次：中文字体、绘图风格、打印精度、随机种子。返回 numpy Generator。"""
     setup_matplotlib()
+    _retina_figures()
     # 打印 4 位有效小数：不同 CPU 上浮点最后几位可能不同，少打几位才能让 nbval 稳定比对
     np.set_printoptions(precision=4, suppress=True)
     try:
