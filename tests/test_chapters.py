@@ -85,6 +85,8 @@ def test_imports_only_from_earlier_chapters(stem):
         assert order.index(src) < order.index(stem), (
             f"{stem} 从 {src} 导入，但 {src} 在 _toc.yml 里排在它后面：只能从前面的章导入"
         )
+        private = [n for n in names if n.startswith("_")]
+        assert not private, f"{stem} 从 {src} 导入了私有名字 {private}：只导入公开的函数、类与常量"
         missing = set(names) - exported_names(src)
         assert not missing, (
             f"{stem} 从 {src} 导入的 {sorted(missing)} 不是 {src} 的 export cell 里定义的名字"
@@ -105,7 +107,7 @@ def test_imported_chapters_are_linked_from_the_page(stem):
 def test_no_exported_name_defined_in_two_chapters():
     where: dict[str, list[str]] = {}
     for stem in IDS:
-        for name in exported_names(stem):
+        for name in exported_names(stem) - {n for n in exported_names(stem) if n.startswith("_")}:
             where.setdefault(name, []).append(stem)
     dup = {n: s for n, s in where.items() if len(s) > 1}
     assert not dup, f"这些导出的名字在多章里定义（应从第一章导入）：{dup}"
