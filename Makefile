@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)
 # make test CH=<部分>/<章>：只测这一章（笔记本、测试、页面与静态检查）
 CH ?=
 
-.PHONY: venv book test notebooks notebook check serve lab bench lint clean
+.PHONY: venv book test notebooks notebook check practice serve lab bench lint clean
 
 # 虚拟环境：requirements.txt 或 pyproject.toml 变了就重装
 $(STAMP): requirements.txt pyproject.toml mlbook/setup_env.py
@@ -45,6 +45,10 @@ notebook: $(STAMP)
 ## 只检查同步与执行状态（不执行任何代码）
 check: $(STAMP)
 	$(PY) -m mlbook.notebooks check
+
+## 由章节源文件生成全部练习版（手撕）与离线包到 _build/practice/（网站构建时也会生成）
+practice: $(STAMP)
+	$(PY) -m mlbook.practice
 
 ## 在 http://127.0.0.1:8000 预览网站（直接打开 index.html 也可以，只是检索结果没有摘要）
 serve: book

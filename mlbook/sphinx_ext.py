@@ -6,7 +6,9 @@
 3. 去掉 sphinx-thebe 注入的脚本：本书不启用 thebe，而它会把同一段 `const THEBE_JS_URL`
    内联脚本加两次，浏览器里报 “has already been declared” 错误，还带着一个 CDN 地址；
 4. 把术语表里的中文术语交给 jieba 作为自定义词典，让“交叉熵”“多头注意力”这类词
-   作为整词进入全文检索索引（否则 jieba 会把它们切碎，搜整词就搜不到）。
+   作为整词进入全文检索索引（否则 jieba 会把它们切碎，搜整词就搜不到）；
+5. 由章节源文件生成练习版笔记本与离线包（mlbook.practice），放在 _practice/ 下，
+   并在每个章节页的下载菜单里加“练习版 .ipynb”。
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import nbformat
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from mlbook.notebooks import BOOK, FIX_HINT, ROOT, execution_problems, page_source
+from mlbook.notebooks import BOOK, FIX_HINT, ROOT, execution_problems, is_chapter, page_source
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,38 @@ def _add_md_download(app: Sphinx, pagename: str, templatename, context, doctree)
             )
 
 
+def _add_practice_download(app: Sphinx, pagename: str, templatename, context, doctree) -> None:
+    """章节页的下载菜单里加“练习版 .ipynb”（由 build-finished 生成到 _practice/）。"""
+    md = _source_md(pagename)
+    if md is None or not is_chapter(md):
+        return
+    rel = md.relative_to(BOOK).with_suffix(".ipynb").as_posix()
+    for group in context.get("header_buttons", []):
+        if group.get("label") == "download-buttons":
+            group["buttons"].insert(
+                2,
+                {
+                    "type": "link",
+                    "url": f"{context['pathto']('_practice', 1)}/{rel}",
+                    "text": "练习版 .ipynb",
+                    "tooltip": "下载本章的练习版（手撕）：要写的函数只留签名，检查会打 ✓ 或 ✗",
+                    "icon": "fas fa-pen",
+                    "label": "download-practice-button",
+                },
+            )
+
+
+def _write_practice(app: Sphinx, exception) -> None:
+    """构建结束时生成全部练习版与离线包：_practice/<部分>/<章>.ipynb、_practice/shousi-ml.zip。"""
+    if exception is not None or app.builder.format != "html":
+        return
+    from mlbook.practice import ARCHIVE_NAME, build_all, build_archive
+
+    out = Path(app.outdir) / "_practice"
+    build_all(out)
+    build_archive(out / ARCHIVE_NAME, out)
+
+
 def _drop_thebe_scripts(app: Sphinx, pagename: str, templatename, context, doctree) -> None:
     scripts = context.get("script_files", [])
     context["script_files"] = [
@@ -113,4 +147,6 @@ def setup(app: Sphinx) -> dict:
     # sphinx-book-theme 在优先级 501 生成下载按钮，这里排在它之后
     app.connect("html-page-context", _add_md_download, priority=600)
     app.connect("html-page-context", _drop_thebe_scripts, priority=600)
+    app.connect("html-page-context", _add_practice_download, priority=601)
+    app.connect("build-finished", _write_practice)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

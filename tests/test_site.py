@@ -112,3 +112,21 @@ def test_home_page_map_is_the_toc(site):
     end = html.index("在本地运行任何一章", start)
     links = re.findall(r'<a class="reference internal" href="([^"#]+)\.html"', html[start:end])
     assert links == [p.removeprefix("notebooks/") for p in PAGES[1:]], links
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if is_chapter(page_source(p))])
+def test_chapter_offers_practice_notebook(site, page):
+    html = page_html(site, page)
+    links = re.findall(r'href="([^"]*_practice/[^"]+\.ipynb)"', html)
+    assert links, f"{page} 的下载菜单里没有练习版"
+    assert all(((site / page).parent / u).resolve().is_file() for u in links)
+
+
+def test_practice_page_links_every_chapter_and_the_archive(site):
+    html = page_html(site, "notebooks/appendix/practice")
+    hrefs = re.findall(r'href="(\.\./\.\./_practice/[^"<]+)"', html)
+    chapters = [p for p in PAGES if is_chapter(page_source(p))]
+    assert "../../_practice/shousi-ml.zip" in hrefs
+    assert len([h for h in hrefs if h.endswith(".ipynb")]) == len(chapters)
+    for h in hrefs:
+        assert (site / "notebooks" / "appendix" / h).resolve().is_file(), h
