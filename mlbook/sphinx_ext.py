@@ -8,7 +8,11 @@
 4. 把术语表里的中文术语交给 jieba 作为自定义词典，让“交叉熵”“多头注意力”这类词
    作为整词进入全文检索索引（否则 jieba 会把它们切碎，搜整词就搜不到）；
 5. 由章节源文件生成练习版笔记本与离线包（mlbook.practice），放在 _practice/ 下，
-   并在每个章节页的下载菜单里加“练习版 .ipynb”。
+   并在每个章节页的下载菜单里加“练习版 .ipynb”；
+6. 手机与打印：mlbook/static 下的样式（公式、代码、表格放不下时在自己的框里滚动并有阴影提示）与脚本
+   （修正两个主题版本不配套导致侧栏按钮无效）；
+7. 界面全部用简体中文（主题里没有翻译或是繁体的字符串在构建结束时替换），图的 alt 文字用图注；
+8. 只发布页面用到的东西：删掉 MathJax 用不到的组件与 source map。
 """
 
 from __future__ import annotations
@@ -141,7 +145,104 @@ def _check_executed(app: Sphinx, docname: str, source: list[str]) -> None:
         logger.warning(f"{problem}{hint}", location=docname)
 
 
+STATIC = Path(__file__).with_name("static")
+
+# 主题与扩展里没有简体中文翻译（或给的是繁体）的界面字符串
+UI_ZH = {
+    '"Toggle primary sidebar"': '"打开或收起目录"',
+    '"Toggle secondary sidebar"': '"打开或收起本页目录"',
+    '"Color mode"': '"配色"',
+    '"System Settings"': '"跟随系统"',
+    '"Search..."': '"搜索…"',
+    '"Search"': '"搜索"',
+    '"Link to this heading"': '"链接到此标题"',
+    '"Link to this equation"': '"链接到此公式"',
+    '"Link to this image"': '"链接到此图"',
+    '"Link to this table"': '"链接到此表"',
+    '"Link to this code"': '"链接到此代码"',
+    '"Link to this term"': '"链接到此术语"',
+    '"Toggle hidden content"': '"展开或收起"',
+    '"Main"': '"主导航"',
+    '"Page"': '"本页"',
+    "列印成 PDF": "打印为 PDF",
+    "© Copyright": "© 版权所有",
+    '"Light"': '"浅色"',
+    '"Dark"': '"深色"',
+    '"Fullscreen mode"': '"全屏"',
+    '"Download this page"': '"下载本页"',
+    '"Download source file"': '"下载源文件"',
+    '"Download notebook file"': '"下载笔记本"',
+    ">Contents<": ">目录<",
+    '"Previous page"': '"上一页"',
+    '"Next page"': '"下一页"',
+    '"Back to top"': '"回到顶部"',
+    ">Back to top<": ">回到顶部<",
+    '"Skip to main content"': '"跳到正文"',
+    ">Skip to main content<": ">跳到正文<",
+}
+_FIGURE = re.compile(r'(<figure[^>]*>.*?</figure>)', re.S)
+_CAPTION = re.compile(r'<figcaption>(.*?)</figcaption>', re.S)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _figure_alt(match: re.Match) -> str:
+    """图的 alt 文字用图注（去掉“图 2.1”编号与标签），而不是图片文件的路径。"""
+    fig = match.group(1)
+    cap = _CAPTION.search(fig)
+    if not cap:
+        return fig
+    text = " ".join(_TAG.sub(" ", cap.group(1)).split()).replace('"', "&quot;")
+    text = re.sub(r"^图\s*[\d.]+\s*", "", text).rstrip("#¶ ")
+    return re.sub(r'(<img [^>]*alt=")[^"]*(")', lambda m: f"{m.group(1)}{text}{m.group(2)}", fig, count=1)
+
+
+def localize_html(html: str) -> str:
+    for en, zh in UI_ZH.items():
+        html = html.replace(en, zh)
+    return _FIGURE.sub(_figure_alt, html)
+
+
+# MathJax：页面只用 tex-chtml.js、它的字体与按需加载的 TeX 扩展
+_MATHJAX_KEEP = ("tex-chtml.js", "output/chtml/", "input/tex/extensions/", "ui/", "a11y/", "adaptors/")
+
+
+def _finish_site(app: Sphinx, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    for html in out.rglob("*.html"):
+        text = html.read_text(encoding="utf-8")
+        new = localize_html(text)
+        if new != text:
+            html.write_text(new, encoding="utf-8")
+    for js in (out / "_static").rglob("*.js"):
+        if "togglebutton" in js.name or js.name == "translations.js":
+            text = js.read_text(encoding="utf-8")
+            new = (text.replace('"Click to show"', '"点击展开"').replace('"Click to hide"', '"点击收起"')
+                   .replace('"Toggle hidden content"', '"展开或收起"'))
+            if new != text:
+                js.write_text(new, encoding="utf-8")
+    for f in (out / "_static").rglob("*.map"):
+        f.unlink()
+    mathjax = out / "_static" / "mathjax"
+    if mathjax.is_dir():
+        for f in sorted(mathjax.rglob("*"), reverse=True):
+            rel = f.relative_to(mathjax).as_posix()
+            if f.is_file() and not rel.startswith(_MATHJAX_KEEP):
+                f.unlink()
+            elif f.is_dir() and not any(f.iterdir()):
+                f.rmdir()
+
+
+def _add_static(app: Sphinx) -> None:
+    app.config.html_static_path.append(str(STATIC))
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("builder-inited", _add_static)
+    app.add_css_file("mlbook.css")
+    app.add_js_file("mlbook.js")
+    app.connect("build-finished", _finish_site)
     app.connect("source-read", _check_executed)
     app.connect("builder-inited", _write_search_dict)
     # sphinx-book-theme 在优先级 501 生成下载按钮，这里排在它之后
