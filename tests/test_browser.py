@@ -102,9 +102,10 @@ CLIPPED_JS = """() => {
         if (r.width === 0) continue;
         const ox = getComputedStyle(el).overflowX;
         const scrolls = ox === 'auto' || ox === 'scroll';
-        if (el.scrollWidth > el.clientWidth + 1 && !scrolls) bad.push('不滚动却放不下: ' + el.tagName + ' ' + el.textContent.slice(0, 50));
+        const what = el.tagName + ' ' + (el.getAttribute('src') || el.textContent.slice(0, 50));
+        if (el.scrollWidth > el.clientWidth + 1 && !scrolls) bad.push('不滚动却放不下: ' + what);
         if (r.right > right + 2 && !el.closest('div.math, div.highlight, div.cell_output, table'))
-            bad.push('伸出正文栏: ' + el.tagName + ' ' + (el.getAttribute('src') || el.textContent.slice(0, 50)));
+            bad.push('伸出正文栏: ' + what);
     }
     return bad;
 }"""
