@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)
 # make test CH=<部分>/<章>：只测这一章（笔记本、测试、页面与静态检查）
 CH ?=
 
-.PHONY: venv book test notebooks notebook check practice serve lab bench lint clean
+.PHONY: venv book pdf test notebooks notebook check practice serve lab bench lint clean
 
 # 虚拟环境：requirements.txt 或 pyproject.toml 变了就重装
 $(STAMP): requirements.txt pyproject.toml mlbook/setup_env.py
@@ -26,7 +26,14 @@ venv: $(STAMP)
 ## 构建网站到 _build/html（按需创建环境）
 book: $(STAMP)
 	$(BOOK)
+	@if command -v chromium >/dev/null 2>&1; then $(PY) -m mlbook.pdf; \
+	else echo "（没有 Chromium，跳过整书 PDF：sudo apt-get install chromium fonts-noto-cjk 后 make pdf）"; fi
 	@echo "网站已生成：$(abspath _build/html/index.html)"
+
+## 整本书的 PDF（用系统的 Chromium 打印网站）：_build/html/_downloads/shousi-ml.pdf
+pdf: $(STAMP)
+	$(BOOK)
+	$(PY) -m mlbook.pdf
 
 ## 运行全部测试：ruff、nbval、笔记本同步、参考实现对照、网站构建与浏览器测试
 ## make test CH=classification_losses/softmax_cross_entropy 只测一章
