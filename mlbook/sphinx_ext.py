@@ -241,7 +241,7 @@ def _add_static(app: Sphinx) -> None:
 def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", _add_static)
     app.add_css_file("mlbook.css")
-    app.add_js_file("mlbook.js")
+    app.add_js_file("mlbook.js", priority=900)  # 在 searchtools.js 之后加载
     app.connect("build-finished", _finish_site)
     app.connect("source-read", _check_executed)
     app.connect("builder-inited", _write_search_dict)

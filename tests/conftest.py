@@ -40,6 +40,7 @@ def pytest_addoption(parser):
 _WHOLE_FILE = {"test_pdf.py", "test_lab.py"}
 
 
+@pytest.hookimpl(optionalhook=True)  # 不用 xdist（-p no:xdist）时这个钩子不存在
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
