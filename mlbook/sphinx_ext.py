@@ -234,15 +234,70 @@ def _finish_site(app: Sphinx, exception) -> None:
                 f.rmdir()
 
 
+def _chapter_references(app: Sphinx, doctree, docname: str) -> None:
+    """每章“参考”一节末尾列出本章引用过的文献（格式与参考文献页相同，链接到那里的条目）。
+
+    不在每章放一个 {bibliography} 指令：同一条文献出现在多个指令里，sphinxcontrib-bibtex 会报重复引用。
+    """
+    from docutils import nodes
+    from pybtex.plugin import find_plugin
+
+    md = _source_md(docname)
+    if md is None or not is_chapter(md) or app.builder.format != "html":
+        return
+    domain = app.env.get_domain("cite")
+    keys = list(dict.fromkeys(t.key for ref in domain.citation_refs if ref.docname == docname for t in ref.targets))
+    citations = {c.key: c for c in domain.citations}
+    section = next((s for s in doctree.findall(nodes.section)
+                    if s.children and s[0].astext().rstrip().endswith("参考")), None)
+    if section is None or not keys:
+        return
+    backend = find_plugin("pybtex.backends", "docutils")()
+    items = nodes.bullet_list(classes=["mlbook-chapter-references"])
+    for key in sorted(k for k in keys if k in citations):
+        c = citations[key]
+        uri = app.builder.get_relative_uri(docname, c.bibliography_key.docname) + "#" + c.citation_id
+        para = nodes.paragraph()
+        para += nodes.reference("", f"[{c.formatted_entry.label}]", refuri=uri, internal=True)
+        para += nodes.Text(" ")
+        para.extend(c.formatted_entry.text.render(backend))
+        items += nodes.list_item("", para)
+    section += nodes.rubric(text="本章引用的文献")
+    section += items
+
+
+def _register_author_year_style() -> None:
+    """参考文献列表用与正文引用相同的“作者, 年份”标签（正文是 [Bridle, 1990]，列表也是），按作者排序。"""
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.plain import Style as PlainStyle
+    from pybtex.style.labels import BaseLabelStyle
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            for entry in sorted_entries:
+                people = entry.persons.get("author") or entry.persons.get("editor") or []
+                names = [" ".join(p.last_names) for p in people]
+                who = (names[0] if len(names) == 1 else f"{names[0]} and {names[1]}" if len(names) == 2
+                       else f"{names[0]} et al." if names else entry.fields.get("title", entry.key))
+                yield f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+    class AuthorYearStyle(PlainStyle):
+        default_label_style = AuthorYearLabels
+
+    register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle, force=True)
+
+
 def _add_static(app: Sphinx) -> None:
     app.config.html_static_path.append(str(STATIC))
 
 
 def setup(app: Sphinx) -> dict:
+    _register_author_year_style()
     app.connect("builder-inited", _add_static)
     app.add_css_file("mlbook.css")
     app.add_js_file("mlbook.js", priority=900)  # 在 searchtools.js 之后加载
     app.connect("build-finished", _finish_site)
+    app.connect("doctree-resolved", _chapter_references, priority=900)
     app.connect("source-read", _check_executed)
     app.connect("builder-inited", _write_search_dict)
     # sphinx-book-theme 在优先级 501 生成下载按钮，这里排在它之后
