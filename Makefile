@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)
 # make test CH=<部分>/<章>：只测这一章（笔记本、测试、页面与静态检查）
 CH ?=
 
-.PHONY: venv book pdf test notebooks notebook check practice serve lab bench lint clean
+.PHONY: venv book pdf test notebooks notebook check practice determinism serve lab bench lint clean
 
 # 虚拟环境：requirements.txt 或 pyproject.toml 变了就重装
 $(STAMP): requirements.txt pyproject.toml mlbook/setup_env.py
@@ -64,6 +64,10 @@ serve: book
 ## 本地打开 JupyterLab：book/ 下的 .md 双击即以笔记本打开
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab
+
+## 确定性：每个笔记本重新执行 3 次，文本输出与提交的逐字节相同（不属于测试，耗时几分钟）
+determinism: $(STAMP)
+	$(PY) -m mlbook.determinism --runs 3
 
 ## 性能基准（不在测试里计时）
 bench: $(STAMP)

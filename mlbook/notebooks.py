@@ -153,13 +153,39 @@ def _reuse_outputs(nb, old) -> bool:
     return not execution_problems(nb)
 
 
+def execute(nb, cwd: Path, timeout: int = 600):
+    """在 cwd 下用 python3 内核执行笔记本（原地填入输出）。构建、确定性检查、基准都用它。"""
+    from nbclient import NotebookClient
+
+    os.environ.pop("MPLBACKEND", None)  # 内核用 inline 后端出图，见 tests/conftest.py
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def text_outputs(nb) -> list[str]:
+    """每个代码 cell 的文本输出（stream、text/plain、报错信息）：比较“输出是否逐字节相同”时只看这些。"""
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        parts = []
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                parts.append(f"[{o.name}]{o.text}")
+            elif o.output_type in ("execute_result", "display_data"):
+                parts.append(o.get("data", {}).get("text/plain", ""))
+            elif o.output_type == "error":
+                parts.append(f"{o.ename}: {o.evalue}")
+        out.append("\n".join(parts))
+    return out
+
+
 def build(md: Path, timeout: int = 600, force: bool = True) -> Path:
     """读取源文件、在其目录下执行、写出 .ipynb。任何未预期的报错都会让构建失败。
 
     force=False 且只有文字变了（代码 cell 与现有笔记本逐一相同）时不执行，沿用现有输出。
     """
-    from nbclient import NotebookClient
-
     nb = read_source(md)
     out = twin(md)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -169,15 +195,7 @@ def build(md: Path, timeout: int = 600, force: bool = True) -> Path:
     if reused:
         print("  （只改了文字：沿用已执行的输出）", flush=True)
     elif any(c.cell_type == "code" for c in nb.cells):
-        os.environ.pop("MPLBACKEND", None)  # 内核用 inline 后端出图，见 tests/conftest.py
-        client = NotebookClient(
-            nb,
-            timeout=timeout,
-            kernel_name="python3",
-            record_timing=False,
-            resources={"metadata": {"path": str(out.parent)}},
-        )
-        client.execute()
+        execute(nb, out.parent, timeout)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     _stable_ids(nb)
