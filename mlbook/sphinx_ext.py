@@ -266,6 +266,20 @@ def _chapter_references(app: Sphinx, doctree, docname: str) -> None:
     section += items
 
 
+def _readable_term_anchors(app: Sphinx, doctree) -> None:
+    """术语表里中文术语的锚点 Sphinx 只给 term-0、term-1……；另加一个可读的 term-交叉熵（引用仍用原锚点）。"""
+    from docutils import nodes
+
+    if app.env.docname != "notebooks/appendix/glossary":
+        return
+    for term in doctree.findall(nodes.term):
+        text = term.astext().strip()
+        if _CJK.search(text):
+            readable = "term-" + re.sub(r"\s+", "-", text)
+            if readable not in term["ids"]:
+                term["ids"].append(readable)
+
+
 def _register_author_year_style() -> None:
     """参考文献列表用与正文引用相同的“作者, 年份”标签（正文是 [Bridle, 1990]，列表也是），按作者排序。"""
     from pybtex.plugin import register_plugin
@@ -298,6 +312,7 @@ def setup(app: Sphinx) -> dict:
     app.add_js_file("mlbook.js", priority=900)  # 在 searchtools.js 之后加载
     app.connect("build-finished", _finish_site)
     app.connect("doctree-resolved", _chapter_references, priority=900)
+    app.connect("doctree-read", _readable_term_anchors)
     app.connect("source-read", _check_executed)
     app.connect("builder-inited", _write_search_dict)
     # sphinx-book-theme 在优先级 501 生成下载按钮，这里排在它之后

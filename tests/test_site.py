@@ -156,3 +156,18 @@ def test_bibliography_lists_exactly_the_cited_works_author_year(site):
     cited = set().union(*(_cited_keys(page_source(p)) for p in PAGES))
     assert len(labels) == len(cited), "参考文献页应只列被引用过的文献"
     assert all(re.fullmatch(r".+, \d{4}", label) for label in labels), f"标签应为“作者, 年份”：{labels[:3]}"
+
+
+def test_glossary_chinese_first_with_readable_anchors(site):
+    from mlbook.sphinx_ext import GLOSSARY, glossary_terms
+
+    text = GLOSSARY.read_text(encoding="utf-8")
+    body = text.split("```{glossary}\n", 1)[1].split("\n```", 1)[0]
+    cjk = re.compile(r"[\u4e00-\u9fff]")
+    for entry in body.strip().split("\n\n"):
+        first = entry.split("\n", 1)[0]
+        assert cjk.search(first), f"术语表条目应中文在前、英文在后：{first}"
+    html = page_html(site, "notebooks/appendix/glossary")
+    for term in glossary_terms():
+        anchor = "term-" + re.sub(r"\s+", "-", term)
+        assert f'id="{anchor}"' in html, f"术语“{term}”没有可读的锚点"
