@@ -233,6 +233,42 @@ def save(rows: list[Row], data: Path = DATA) -> None:
     data.write_text(json.dumps(history, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
+# ---------------------------------------------------------------------------------------------- 页面
+# “性能与复现”一页（book/appendix/performance.md）用这些函数把 bench.json 画成表和图。
+def load_runs(data: Path = DATA) -> list[dict]:
+    return json.loads(data.read_text(encoding="utf-8"))["runs"]
+
+
+def _html_table(head: list[str], rows: list[list[str]]):
+    from IPython.display import HTML
+
+    th = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return HTML(f"<table class='table'><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def results_table(run: dict):
+    rows = []
+    for r in (Row(**d) for d in run["rows"] if d["group"] != "扩展性"):
+        ratio = f"{r.ours / r.ref:.2f}×" if r.ref else ""
+        target = "" if r.target is None else "≤ " + _fmt(r.target, r.unit)
+        rows.append([r.group, r.name, _fmt(r.ours, r.unit), _fmt(r.ref, r.unit), ratio, target, "✓" if r.ok else "✗"])
+    return _html_table(["分组", "项目", "本书", "参考", "比值", "目标", ""], rows)
+
+
+def history_table(runs: list[dict], names: list[str]):
+    rows = []
+    for run in runs:
+        vals = {d["name"]: d for d in run["rows"]}
+        cells = [_fmt(vals[k]["ours"], vals[k]["unit"]) if k in vals else "—" for k in names]
+        rows.append([run["date"], f"{run['machine']['cores']} 核", *cells])
+    return _html_table(["日期", "机器", *names], rows)
+
+
+def series(run: dict, group: str, name: str | None = None) -> list[Row]:
+    return [Row(**d) for d in run["rows"] if d["group"] == group and (name is None or d["name"] == name)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlbook.bench")
     parser.add_argument("--pipeline", action="store_true", help="另测全新环境、冷/增量构建与 make test（约 10 分钟）")

@@ -77,19 +77,16 @@ def _add_md_download(app: Sphinx, pagename: str, templatename, context, doctree)
     target = Path(app.outdir) / "_sources" / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(md, target)
+    _add_download_button(context, 1, f"{context['pathto']('_sources', 1)}/{rel}", ".md",
+                         f"下载 MyST 源文件（{md.relative_to(ROOT)}）", "fab fa-markdown", "download-myst-button")
+
+
+def _add_download_button(context, position: int, url: str, text: str, tooltip: str, icon: str, label: str) -> None:
+    """在主题的下载菜单（header_buttons 里的 download-buttons 组）第 position 个位置插入一个链接。"""
     for group in context.get("header_buttons", []):
         if group.get("label") == "download-buttons":
-            group["buttons"].insert(
-                1,
-                {
-                    "type": "link",
-                    "url": f"{context['pathto']('_sources', 1)}/{rel}",
-                    "text": ".md",
-                    "tooltip": f"下载 MyST 源文件（{md.relative_to(ROOT)}）",
-                    "icon": "fab fa-markdown",
-                    "label": "download-myst-button",
-                },
-            )
+            group["buttons"].insert(position, {"type": "link", "url": url, "text": text, "tooltip": tooltip,
+                                               "icon": icon, "label": label})
 
 
 def _add_practice_download(app: Sphinx, pagename: str, templatename, context, doctree) -> None:
@@ -98,19 +95,9 @@ def _add_practice_download(app: Sphinx, pagename: str, templatename, context, do
     if md is None or not is_chapter(md):
         return
     rel = md.relative_to(BOOK).with_suffix(".ipynb").as_posix()
-    for group in context.get("header_buttons", []):
-        if group.get("label") == "download-buttons":
-            group["buttons"].insert(
-                2,
-                {
-                    "type": "link",
-                    "url": f"{context['pathto']('_practice', 1)}/{rel}",
-                    "text": "练习版 .ipynb",
-                    "tooltip": "下载本章的练习版（手撕）：要写的函数只留签名，检查会打 ✓ 或 ✗",
-                    "icon": "fas fa-pen",
-                    "label": "download-practice-button",
-                },
-            )
+    _add_download_button(context, 2, f"{context['pathto']('_practice', 1)}/{rel}", "练习版 .ipynb",
+                         "下载本章的练习版（手撕）：要写的函数只留签名，检查会打 ✓ 或 ✗", "fas fa-pen",
+                         "download-practice-button")
 
 
 def _write_practice(app: Sphinx, exception) -> None:
