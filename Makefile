@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)
 # make test CH=<部分>/<章>：只测这一章（笔记本、测试、页面与静态检查）
 CH ?=
 
-.PHONY: venv book test notebooks notebook check serve lab bench lint clean
+.PHONY: venv book pdf test notebooks notebook check practice determinism serve lab bench lint clean
 
 # 虚拟环境：requirements.txt 或 pyproject.toml 变了就重装
 $(STAMP): requirements.txt pyproject.toml mlbook/setup_env.py
@@ -26,7 +26,14 @@ venv: $(STAMP)
 ## 构建网站到 _build/html（按需创建环境）
 book: $(STAMP)
 	$(BOOK)
+	@if command -v chromium >/dev/null 2>&1; then $(PY) -m mlbook.pdf; \
+	else echo "（没有 Chromium，跳过整书 PDF：sudo apt-get install chromium fonts-noto-cjk 后 make pdf）"; fi
 	@echo "网站已生成：$(abspath _build/html/index.html)"
+
+## 整本书的 PDF（用系统的 Chromium 打印网站）：_build/html/_downloads/shousi-ml.pdf
+pdf: $(STAMP)
+	$(BOOK)
+	$(PY) -m mlbook.pdf
 
 ## 运行全部测试：ruff、nbval、笔记本同步、参考实现对照、网站构建与浏览器测试
 ## make test CH=classification_losses/softmax_cross_entropy 只测一章
@@ -46,6 +53,10 @@ notebook: $(STAMP)
 check: $(STAMP)
 	$(PY) -m mlbook.notebooks check
 
+## 由章节源文件生成全部练习版（手撕）与离线包到 _build/practice/（网站构建时也会生成）
+practice: $(STAMP)
+	$(PY) -m mlbook.practice
+
 ## 在 http://127.0.0.1:8000 预览网站（直接打开 index.html 也可以，只是检索结果没有摘要）
 serve: book
 	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000
@@ -53,6 +64,10 @@ serve: book
 ## 本地打开 JupyterLab：book/ 下的 .md 双击即以笔记本打开
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab
+
+## 确定性：每个笔记本重新执行 3 次，文本输出与提交的逐字节相同（不属于测试，耗时几分钟）
+determinism: $(STAMP)
+	$(PY) -m mlbook.determinism --runs 3
 
 ## 性能基准（不在测试里计时）
 bench: $(STAMP)

@@ -137,25 +137,65 @@ def _stable_ids(nb) -> None:
         cell.id = base if n == 0 else f"{base}-{n}"
 
 
-def build(md: Path, timeout: int = 600) -> Path:
-    """读取源文件、在其目录下执行、写出 .ipynb。任何未预期的报错都会让构建失败。"""
+def _code_signature(nb) -> list[tuple[str, str, str]]:
+    return [s for s in _signature(nb) if s[0] == "code"]
+
+
+def _reuse_outputs(nb, old) -> bool:
+    """只改了文字（markdown cell）时，代码 cell 与已执行的笔记本完全相同：沿用它们的输出，不再执行。"""
+    if _code_signature(nb) != _code_signature(old):
+        return False
+    old_code = iter(c for c in old.cells if c.cell_type == "code")
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            prev = next(old_code)
+            cell.outputs, cell.execution_count = prev.outputs, prev.execution_count
+    return not execution_problems(nb)
+
+
+def execute(nb, cwd: Path, timeout: int = 600):
+    """在 cwd 下用 python3 内核执行笔记本（原地填入输出）。构建、确定性检查、基准都用它。"""
     from nbclient import NotebookClient
 
+    os.environ.pop("MPLBACKEND", None)  # 内核用 inline 后端出图，见 tests/conftest.py
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def text_outputs(nb) -> list[str]:
+    """每个代码 cell 的文本输出（stream、text/plain、报错信息）：比较“输出是否逐字节相同”时只看这些。"""
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        parts = []
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                parts.append(f"[{o.name}]{o.text}")
+            elif o.output_type in ("execute_result", "display_data"):
+                parts.append(o.get("data", {}).get("text/plain", ""))
+            elif o.output_type == "error":
+                parts.append(f"{o.ename}: {o.evalue}")
+        out.append("\n".join(parts))
+    return out
+
+
+def build(md: Path, timeout: int = 600, force: bool = True) -> Path:
+    """读取源文件、在其目录下执行、写出 .ipynb。任何未预期的报错都会让构建失败。
+
+    force=False 且只有文字变了（代码 cell 与现有笔记本逐一相同）时不执行，沿用现有输出。
+    """
     nb = read_source(md)
     out = twin(md)
     out.parent.mkdir(parents=True, exist_ok=True)
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    if any(c.cell_type == "code" for c in nb.cells):
-        os.environ.pop("MPLBACKEND", None)  # 内核用 inline 后端出图，见 tests/conftest.py
-        client = NotebookClient(
-            nb,
-            timeout=timeout,
-            kernel_name="python3",
-            record_timing=False,
-            resources={"metadata": {"path": str(out.parent)}},
-        )
-        client.execute()
+    reused = not force and out.exists() and _reuse_outputs(nb, nbformat.read(out, as_version=4))
+    if reused:
+        print("  （只改了文字：沿用已执行的输出）", flush=True)
+    elif any(c.cell_type == "code" for c in nb.cells):
+        execute(nb, out.parent, timeout)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     _stable_ids(nb)
@@ -193,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{md} 不是 book/ 下的 .md 源文件")
         if args.force or sync_problem(md):
             print(f"执行 {md.relative_to(ROOT)} …", flush=True)
-            print(f"  → {build(md).relative_to(ROOT)}")
+            print(f"  → {build(md, force=args.force).relative_to(ROOT)}")
     return 0
 
 

@@ -34,6 +34,26 @@ def pytest_addoption(parser):
     )
 
 
+# 必须整组在同一个 xdist 进程里跑的测试：一个笔记本的所有 cell（共用一个内核）、
+# 以及模块级夹具昂贵的文件（PDF 只打印一次、JupyterLab 只启动一次）。其余测试逐个分配给空闲的进程，
+# 两个核一直都有活干（按文件分配时，一个大文件会让另一个核空等）。
+_WHOLE_FILE = {"test_pdf.py", "test_lab.py"}
+
+
+@pytest.hookimpl(optionalhook=True)  # 不用 xdist（-p no:xdist）时这个钩子不存在
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BookScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            if path.endswith(".ipynb") or Path(path).name in _WHOLE_FILE:
+                return path
+            return nodeid
+
+    return BookScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """--chapter 时只保留与这一章有关的测试：nodeid 里带章名的，以及不涉及具体章节的静态检查。"""
     chapter = config.getoption("chapter")

@@ -112,3 +112,62 @@ def test_home_page_map_is_the_toc(site):
     end = html.index("在本地运行任何一章", start)
     links = re.findall(r'<a class="reference internal" href="([^"#]+)\.html"', html[start:end])
     assert links == [p.removeprefix("notebooks/") for p in PAGES[1:]], links
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if is_chapter(page_source(p))])
+def test_chapter_offers_practice_notebook(site, page):
+    html = page_html(site, page)
+    links = re.findall(r'href="([^"]*_practice/[^"]+\.ipynb)"', html)
+    assert links, f"{page} 的下载菜单里没有练习版"
+    assert all(((site / page).parent / u).resolve().is_file() for u in links)
+
+
+def test_practice_page_links_every_chapter_and_the_archive(site):
+    html = page_html(site, "notebooks/appendix/practice")
+    hrefs = re.findall(r'href="(\.\./\.\./_practice/[^"<]+)"', html)
+    chapters = [p for p in PAGES if is_chapter(page_source(p))]
+    assert "../../_practice/shousi-ml.zip" in hrefs
+    assert len([h for h in hrefs if h.endswith(".ipynb")]) == len(chapters)
+    for h in hrefs:
+        assert (site / "notebooks" / "appendix" / h).resolve().is_file(), h
+
+
+def _cited_keys(md) -> set[str]:
+    return {k.strip() for group in re.findall(r"\{cite(?::[pt])?\}`([^`]+)`", md.read_text(encoding="utf-8"))
+            for k in group.split(",")}
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if is_chapter(page_source(p))])
+def test_chapter_lists_its_own_references(site, page):
+    html = page_html(site, page)
+    assert "本章引用的文献" in html, f"{page} 的“参考”一节没有本章的文献列表"
+    block = html[html.index("本章引用的文献"):]
+    block = block[: block.index("</ul>")]
+    links = re.findall(r'href="([^"]*bibliography\.html#[^"]+)"', block)
+    assert len(links) == len(_cited_keys(page_source(page))), "列表里的条数应等于本章引用的文献数"
+    bib = page_html(site, "notebooks/appendix/bibliography")
+    for link in links:
+        assert f'id="{link.split("#")[1]}"' in bib, f"{link} 在参考文献页上找不到"
+
+
+def test_bibliography_lists_exactly_the_cited_works_author_year(site):
+    bib = page_html(site, "notebooks/appendix/bibliography")
+    labels = re.findall(r'<span class="label"><span class="fn-bracket">\[</span>([^<]*)<', bib)
+    cited = set().union(*(_cited_keys(page_source(p)) for p in PAGES))
+    assert len(labels) == len(cited), "参考文献页应只列被引用过的文献"
+    assert all(re.fullmatch(r".+, \d{4}", label) for label in labels), f"标签应为“作者, 年份”：{labels[:3]}"
+
+
+def test_glossary_chinese_first_with_readable_anchors(site):
+    from mlbook.sphinx_ext import GLOSSARY, glossary_terms
+
+    text = GLOSSARY.read_text(encoding="utf-8")
+    body = text.split("```{glossary}\n", 1)[1].split("\n```", 1)[0]
+    cjk = re.compile(r"[\u4e00-\u9fff]")
+    for entry in body.strip().split("\n\n"):
+        first = entry.split("\n", 1)[0]
+        assert cjk.search(first), f"术语表条目应中文在前、英文在后：{first}"
+    html = page_html(site, "notebooks/appendix/glossary")
+    for term in glossary_terms():
+        anchor = "term-" + re.sub(r"\s+", "-", term)
+        assert f'id="{anchor}"' in html, f"术语“{term}”没有可读的锚点"
