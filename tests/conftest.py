@@ -30,7 +30,7 @@ QUICK_BUILD_CMD = [a for a in BUILD_CMD if a != "--all"]
 def pytest_addoption(parser):
     parser.addoption(
         "--chapter", default="",
-        help="只测一章（make test CH=<部分>/<章>）：它的笔记本、测试文件、页面与各项静态检查",
+        help="只测一章（make test CH=<部分>/<章>，多章用逗号分隔）：它的笔记本、测试文件、页面与各项静态检查",
     )
 
 
@@ -59,14 +59,17 @@ def pytest_collection_modifyitems(config, items):
     chapter = config.getoption("chapter")
     if not chapter:
         return
-    stem = chapter.strip("/").removesuffix(".md").rsplit("/", 1)[-1]
-    if not (ROOT / "book" / f"{chapter.strip('/').removesuffix('.md')}.md").exists():
-        raise pytest.UsageError(f"--chapter={chapter}：book/ 下没有这一章")
+    stems = []
+    for one in chapter.split(","):  # 也可以一次测几章：CH=a/b,c/d
+        one = one.strip().strip("/").removesuffix(".md")
+        if not (ROOT / "book" / f"{one}.md").exists():
+            raise pytest.UsageError(f"--chapter={one}：book/ 下没有这一章")
+        stems.append(one.rsplit("/", 1)[-1])
     static = {"test_chapters.py", "test_notebooks.py"}
     keep, drop = [], []
     for item in items:
         path = Path(str(item.fspath))
-        mine = stem in item.nodeid
+        mine = any(stem in item.nodeid for stem in stems)
         cheap = path.name in static and "[" not in item.nodeid
         (keep if mine or cheap else drop).append(item)
     config.hook.pytest_deselected(items=drop)
