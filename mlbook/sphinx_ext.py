@@ -100,6 +100,36 @@ def _add_practice_download(app: Sphinx, pagename: str, templatename, context, do
                          "download-practice-button")
 
 
+PRACTICE_PAGE = "notebooks/appendix/practice"
+_PRACTICE_LIST = re.compile(r'<div class="mlbook-practice-list">.*?</div>', re.S)
+
+
+def practice_table_html(page_dir: str) -> str:
+    """“手撕练习”页上的表：按 _toc.yml 的顺序，每章一行（章节链接、练习版下载、要写的函数个数）。"""
+    import html as htmllib
+    import posixpath
+
+    from mlbook.chapters import chapter_sources
+    from mlbook.notebooks import toc_files
+    from mlbook.practice import practice_notebook
+
+    rows = []
+    for page in toc_files():
+        md = chapter_sources().get(page.rsplit("/", 1)[-1])
+        if md is None:
+            continue
+        rel = md.relative_to(BOOK).with_suffix("").as_posix()
+        title = next(line[2:] for line in md.read_text(encoding="utf-8").splitlines() if line.startswith("# "))
+        _, names = practice_notebook(md)
+        chapter_url = posixpath.relpath(page, page_dir) + ".html"
+        practice_url = posixpath.relpath(f"_practice/{rel}.ipynb", page_dir)
+        rows.append(f'<tr><td><a href="{chapter_url}">{htmllib.escape(title)}</a></td>'
+                    f'<td><a href="{practice_url}">练习版 .ipynb</a></td><td>{len(names)}</td></tr>')
+    head = "<th>章节</th><th>下载</th><th>要写的函数</th>"
+    return (f'<div class="mlbook-practice-list"><p>共 {len(rows)} 章。</p><table class="table">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+
 def _write_practice(app: Sphinx, exception) -> None:
     """构建结束时生成全部练习版与离线包：_practice/<部分>/<章>.ipynb、_practice/shousi-ml.zip。"""
     if exception is not None or app.builder.format != "html":
@@ -109,6 +139,10 @@ def _write_practice(app: Sphinx, exception) -> None:
     out = Path(app.outdir) / "_practice"
     build_all(out)
     build_archive(out / ARCHIVE_NAME, out)
+    page = Path(app.outdir) / f"{PRACTICE_PAGE}.html"
+    if page.exists():
+        table = practice_table_html(PRACTICE_PAGE.rsplit("/", 1)[0])
+        page.write_text(_PRACTICE_LIST.sub(lambda m: table, page.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def _drop_thebe_scripts(app: Sphinx, pagename: str, templatename, context, doctree) -> None:
