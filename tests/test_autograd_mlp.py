@@ -366,7 +366,7 @@ def test_leaf_grads_accumulate_and_intermediate_grads_do_not():
 
 def test_zero_grad_resets_all_parameters():
     model = ch.MLP(3, [4, 1], rng=random.Random(0))
-    ch.mse_loss(model, [[1.0, 2.0, 3.0]], [0.5]).backward()
+    ch.mse_loss_values(model, [[1.0, 2.0, 3.0]], [0.5]).backward()
     assert any(p.grad != 0.0 for p in model.parameters())
     model.zero_grad()
     assert all(p.grad == 0.0 for p in model.parameters())
@@ -413,7 +413,7 @@ def test_mlp_loss_and_every_parameter_gradient_match_torch(nin, nouts, nonlin, l
     assert len(model.parameters()) == sum(W.numel() + b.numel() for W, b, _ in layers)
     assert [layer.neurons[0].nonlin for layer in model.layers][-1] == ("linear" if linear_last else nonlin)
 
-    loss = ch.mse_loss(model, X, y)
+    loss = ch.mse_loss_values(model, X, y)
     model.zero_grad()
     loss.backward()
     ref = torch_loss(layers, X, y)
@@ -427,7 +427,7 @@ def test_training_trajectory_matches_torch_sgd():
     ys = [1.0, -1.0, -1.0, 1.0]
     model = ch.MLP(3, [4, 4, 1], rng=random.Random(5))
     layers = torch_copy(model)
-    losses = ch.train(model, xs, ys, steps=15, lr=0.3)
+    losses = ch.train_mlp(model, xs, ys, steps=15, lr=0.3)
     opt = torch.optim.SGD([t for W, b, _ in layers for t in (W, b)], lr=0.3)
     ref = []
     for _ in range(15):
@@ -477,8 +477,8 @@ def test_mlp_init_is_deterministic_given_rng():
         (lambda: ch.Neuron(0, random.Random(0)), ValueError, "nin"),
         (lambda: ch.Neuron(2, random.Random(0), nonlin="sigmoid"), ValueError, "nonlin"),
         (lambda: ch.Layer(2, 0, random.Random(0)), ValueError, "nout"),
-        (lambda: ch.mse_loss(ch.MLP(1, [1]), [[1.0]], [1.0, 2.0]), ValueError, "等长"),
-        (lambda: ch.mse_loss(ch.MLP(1, [1]), [], []), ValueError, "非空"),
+        (lambda: ch.mse_loss_values(ch.MLP(1, [1]), [[1.0]], [1.0, 2.0]), ValueError, "等长"),
+        (lambda: ch.mse_loss_values(ch.MLP(1, [1]), [], []), ValueError, "非空"),
     ],
 )
 def test_bad_input_raises_clear_error(call, exc, match):
