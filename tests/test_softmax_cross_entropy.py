@@ -12,10 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 import mlbook
 from mlbook.chapters import softmax_cross_entropy as ch
-
-
-def t64(x):
-    return torch.as_tensor(np.asarray(x), dtype=torch.float64)
+from mlbook.testing import BadInput, bad_input_params, t64
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -107,29 +104,99 @@ def test_empty_batch():
         ch.cross_entropy_grad(z, t)
 
 
-@pytest.mark.parametrize(
-    "call, match",
-    [
-        (lambda: ch.softmax(np.zeros((2, 0))), "类别维"),
-        (lambda: ch.softmax(np.float64(1.0)), "类别维"),
-        (lambda: ch.softmax([[0.0, np.nan]]), "nan"),
-        (lambda: ch.softmax([[0.0, np.inf]]), r"\+inf"),
-        (lambda: ch.softmax([[-np.inf, -np.inf]]), "全是 -inf"),
-        (lambda: ch.cross_entropy(np.zeros(3), [0]), r"\(N, C\)"),
-        (lambda: ch.cross_entropy(np.zeros((2, 3)), [0, 3]), r"\[0, 3\)"),
-        (lambda: ch.cross_entropy(np.zeros((2, 3)), [0, -1]), r"\[0, 3\)"),
-        (lambda: ch.cross_entropy(np.zeros((2, 3)), [0.0, 1.0]), "整数"),
-        (lambda: ch.cross_entropy(np.zeros((2, 3)), [0]), "批大小"),
-        (lambda: ch.cross_entropy(np.zeros((2, 3)), np.ones((2, 3))), "和为 1"),
-        (lambda: ch.cross_entropy(np.zeros((2, 3)), np.ones((2, 2)) / 2), "形状"),
-        (lambda: ch.cross_entropy(np.zeros((2, 3)), [0, 1], reduction="avg"), "reduction"),
-        (lambda: ch.cross_entropy_from_probs(np.array([[2.0, -1.0]]), [0]), r"\[0, 1\]"),
-        (lambda: ch.cross_entropy_from_probs(np.array([[0.2, 0.2]]), [0]), "logit"),
-    ],
-)
-def test_bad_input_raises_clear_value_error(call, match):
-    with pytest.raises(ValueError, match=match):
-        call()
+Z23 = np.zeros((2, 3))
+
+BAD_INPUTS = [
+    BadInput("no_class_axis", lambda: ch.softmax(np.zeros((2, 0))), "类别维"),
+    BadInput("scalar", lambda: ch.softmax(np.float64(1.0)), "类别维"),
+    BadInput("nan", lambda: ch.softmax([[0.0, np.nan]]), "nan"),
+    BadInput("posinf", lambda: ch.softmax([[0.0, np.inf]]), r"\+inf"),
+    BadInput("masked_row", lambda: ch.softmax([[-np.inf, -np.inf]]), "全是 -inf"),
+    BadInput("ce_1d", lambda: ch.cross_entropy(np.zeros(3), [0]), r"\(N, C\)"),
+    BadInput("ce_index_high", lambda: ch.cross_entropy(Z23, [0, 3]), r"\[0, 3\)"),
+    BadInput("ce_index_negative", lambda: ch.cross_entropy(Z23, [0, -1]), r"\[0, 3\)"),
+    BadInput("ce_float_index", lambda: ch.cross_entropy(Z23, [0.0, 1.0]), "整数"),
+    BadInput("ce_batch", lambda: ch.cross_entropy(Z23, [0]), "批大小"),
+    BadInput("ce_probs_sum", lambda: ch.cross_entropy(Z23, np.ones((2, 3))), "和为 1"),
+    BadInput("ce_probs_shape", lambda: ch.cross_entropy(Z23, np.ones((2, 2)) / 2), "形状"),
+    BadInput("ce_reduction", lambda: ch.cross_entropy(Z23, [0, 1], reduction="avg"), "reduction"),
+    BadInput("probs_range", lambda: ch.cross_entropy_from_probs(np.array([[2.0, -1.0]]), [0]), r"\[0, 1\]"),
+    BadInput("probs_are_logits", lambda: ch.cross_entropy_from_probs(np.array([[0.2, 0.2]]), [0]), "logit"),
+    BadInput(
+        "probs_reduction",
+        lambda: ch.cross_entropy_from_probs(np.full((1, 2), 0.5), [0], reduction="avg"),
+        "reduction",
+    ),
+    BadInput("grad_1d", lambda: ch.cross_entropy_grad(np.zeros(3), [0]), r"\(N, C\)"),
+    BadInput("grad_3d", lambda: ch.cross_entropy_grad(np.zeros((2, 3, 4)), [0, 1]), r"\(N, C\)"),
+    BadInput("complex_logits", lambda: ch.cross_entropy(Z23 + 1j, [0, 1]), "logits.*complex", TypeError),
+    BadInput("string_logits", lambda: ch.softmax(["1", "2"]), "logits", TypeError),
+    BadInput("complex_probs", lambda: ch.cross_entropy_from_probs(np.full((1, 2), 0.5 + 0j), [0]), "probs", TypeError),
+    BadInput("lse_axis", lambda: ch.logsumexp(Z23, axis=2), "axis=2"),
+    BadInput("lse_nan", lambda: ch.logsumexp([[np.nan, 0.0]], axis=0), "nan"),
+    BadInput("lse_string", lambda: ch.logsumexp(["a"]), "z", TypeError),
+    BadInput("train_empty", lambda: ch.train_softmax_regression(np.zeros((0, 2)), []), "空"),
+    BadInput("train_float_labels", lambda: ch.train_softmax_regression(np.zeros((2, 2)), [0.0, 1.0]), "整数"),
+    BadInput("train_shapes", lambda: ch.train_softmax_regression(np.zeros((3, 2)), np.zeros(4, int)), "形状"),
+]
+
+
+@pytest.mark.parametrize("case", bad_input_params(BAD_INPUTS))
+def test_bad_inputs(case):
+    case.check()
+
+
+def test_index_targets_use_gather_not_one_hot():
+    # np.eye(C)[t] 需要 C² 个 float：C = 10⁵ 时 74.5 GiB（MemoryError）；gather 只要 O(N·C)
+    rng = np.random.default_rng(0)
+    z, t = rng.normal(size=(2, 100_000)), np.array([0, 99_999])
+    np.testing.assert_allclose(ch.cross_entropy(z, t), F.cross_entropy(t64(z), torch.as_tensor(t)), rtol=1e-14)
+    zt = t64(z, requires_grad=True)
+    F.cross_entropy(zt, torch.as_tensor(t)).backward()
+    np.testing.assert_allclose(ch.cross_entropy_grad(z, t), zt.grad, atol=1e-17)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1, -2])
+def test_logsumexp_validates_the_axis_it_reduces(axis):
+    cases = [
+        [[-np.inf, 0.0], [-np.inf, 1.0]],  # axis=0：第一列全是 -inf → -inf（不是 nan）
+        [[-np.inf, -np.inf], [0.0, 0.0]],  # axis=1 的第一行全 -inf；axis=0 完全合法
+        [[np.inf, 0.0], [1.0, 2.0]],  # +inf → +inf，与 torch 一致
+        np.random.default_rng(axis + 5).normal(size=(2, 2)) * 500,
+    ]
+    for z in cases:
+        z = np.asarray(z)
+        np.testing.assert_array_equal(
+            np.isinf(ch.logsumexp(z, axis=axis)), torch.logsumexp(t64(z), dim=axis).isinf().numpy()
+        )
+        np.testing.assert_allclose(ch.logsumexp(z, axis=axis), torch.logsumexp(t64(z), dim=axis), rtol=1e-15)
+
+
+def test_logsumexp_of_empty_axis_is_minus_inf():
+    for shape, axis in [((2, 0), 1), ((0, 3), 0), ((0,), 0)]:
+        z = np.zeros(shape)
+        np.testing.assert_array_equal(ch.logsumexp(z, axis=axis), torch.logsumexp(t64(z), dim=axis))
+
+
+def test_logsumexp_of_3d_along_middle_axis():
+    z = np.random.default_rng(3).normal(size=(2, 5, 3)) * 30
+    np.testing.assert_allclose(ch.logsumexp(z, axis=1), torch.logsumexp(t64(z), dim=1), rtol=1e-15)
+
+
+def test_gradient_bounds_are_reached_exactly_in_floating_point():
+    g = ch.cross_entropy_grad(np.array([[40.0, 0.0, -np.inf]]), np.array([1]))
+    assert g[0, 0] == 1.0 and g[0, 1] == -1.0 and g[0, 2] == 0.0
+
+
+def test_probabilities_passed_to_cross_entropy_give_a_smaller_loss_in_a_narrow_band():
+    # 常见错误 5：错得离谱时，传入概率的损失反而更小，并被困在 [log(1+2/e), log(e+2)] 里
+    z = t64([[10.0, 0.0, 0.0]], requires_grad=True)
+    right = F.cross_entropy(z, torch.tensor([1]))
+    wrong = F.cross_entropy(z.softmax(-1), torch.tensor([1]))
+    assert wrong.item() < right.item()
+    assert np.log(1 + 2 / np.e) <= wrong.item() <= np.log(np.e + 2)
+    (g_wrong,) = torch.autograd.grad(wrong, z)
+    assert g_wrong.norm() < 1e-3
 
 
 def test_naive_softmax_overflows_where_stable_does_not():
