@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlbook.chapters import roc_pr_auc as ch
+from mlbook.testing import BadInput, bad_input_params
 
 ATOL = 1e-12
 AUC_FUNCS = {
@@ -200,6 +201,104 @@ def test_no_positive_raises_for_pr(fname):
 def test_bad_inputs_raise(fname, y, s, match):
     with pytest.raises(ValueError, match=match):
         ALL_FUNCS[fname](y, s)
+
+
+BAD_INPUTS = [
+    BadInput("none_label", lambda: ch.roc_auc_score([0, None, 1], [0.2, 0.5, 0.9]), "y_true.*None"),
+    BadInput("string_label", lambda: ch.roc_auc_score(["a", "b"], [0.2, 0.5]), "y_true"),
+    BadInput("string_score", lambda: ch.roc_auc_score([0, 1], ["a", "b"]), "y_score", TypeError),
+    BadInput("complex_score", lambda: ch.roc_curve([0, 1], [0.2j, 0.5]), "y_score", TypeError),
+    BadInput("nan_threshold", lambda: ch.confusion_counts([0, 1], [0.2, 0.5], np.nan), "threshold"),
+    BadInput("ranks_nan", lambda: ch.average_ranks([1.0, np.nan, 0.0]), "NaN"),
+    BadInput("ranks_2d", lambda: ch.average_ranks(np.eye(2)), "一维"),
+    BadInput("trap_non_monotone", lambda: ch.auc_trapezoid([0, 1, 0.5], [0, 1, 1]), "单调"),
+    BadInput("trap_lengths", lambda: ch.auc_trapezoid([0, 1], [0, 1, 1]), "长度不一致"),
+    BadInput("trap_one_point", lambda: ch.auc_trapezoid([0.5], [1.0]), "至少需要 2 个点"),
+    BadInput("trap_empty", lambda: ch.auc_trapezoid([], []), "至少需要 2 个点"),
+    BadInput("trap_2d", lambda: ch.auc_trapezoid(np.eye(2), np.eye(2)), "x 应为一维"),
+    BadInput("trap_nan", lambda: ch.auc_trapezoid([0, np.nan], [0, 1]), "NaN"),
+    BadInput("trap_string", lambda: ch.auc_trapezoid(["0", "1"], [0, 1]), "x", TypeError),
+]
+
+
+@pytest.mark.parametrize("case", bad_input_params(BAD_INPUTS))
+def test_bad_inputs(case):
+    case.check()
+
+
+INT_SCORES = [
+    np.array([2**53 + 1, 2**53, 2**53 + 2, 2**53 - 1], dtype=np.int64),
+    np.array([2**63 - 1, 2**63 - 2, -(2**63), 2**63 - 3], dtype=np.int64),
+    np.array([2**64 - 1, 2**64 - 2, 0, 2**64 - 3], dtype=np.uint64),
+]
+
+
+@pytest.mark.parametrize("s", INT_SCORES, ids=["2^53", "int64_extremes", "uint64"])
+def test_integer_scores_are_ranked_in_their_own_dtype(s):
+    y = np.array([1, 0, 0, 1])
+    assert ch.roc_auc_score(y, s) == skm.roc_auc_score(y, s)
+    assert ch.auc_pairwise(y, s) == skm.roc_auc_score(y, s)
+    assert ch.average_precision_score(y, s) == skm.average_precision_score(y, s)
+    fpr, tpr, _ = ch.roc_curve(y, s)
+    ref_fpr, ref_tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_array_equal(np.c_[fpr, tpr], np.c_[ref_fpr, ref_tpr])
+    np.testing.assert_array_equal(ch.average_ranks(s), scipy.stats.rankdata(s))
+    assert ch.confusion_counts(y, s, s[0]) == ch.confusion_counts(y, s, int(s[0]))
+
+
+def test_trapezoid_matches_sklearn_auc_in_both_directions():
+    y, s = np.array([1, 0, 1, 1, 0, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.3, 0.2, 0.1])
+    precision, recall, _ = skm.precision_recall_curve(y, s)  # recall 从 1 降到 0
+    assert ch.auc_trapezoid(recall, precision) == pytest.approx(skm.auc(recall, precision), abs=1e-15)
+    assert ch.auc_trapezoid(recall, precision) > 0
+    fpr, tpr, _ = skm.roc_curve(y, s)
+    assert ch.auc_trapezoid(fpr, tpr) == pytest.approx(skm.auc(fpr, tpr), abs=1e-15)
+
+
+def test_pairwise_auc_memory_is_bounded(monkeypatch):
+    # 块很小时仍与秩公式一致：说明按块累加没有丢掉或重复任何一对
+    monkeypatch.setattr(ch, "AUC_PAIRWISE_BLOCK", 7)
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.normal(size=300), 1)
+    assert ch.auc_pairwise(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-15)
+
+
+def test_pairwise_auc_large_input_does_not_allocate_n_pos_times_n_neg():
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    y = np.r_[np.ones(6000, int), np.zeros(6000, int)]
+    s = rng.normal(size=12_000) + y
+    tracemalloc.start()
+    ours = ch.auc_pairwise(y, s)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 64 * 2**20, f"峰值 {peak / 2**20:.0f} MiB：成对比较没有分块"  # 不分块是 36·10⁶ 字节 × 2
+    assert ours == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+
+
+def random_ap_expectation(n_pos, n):
+    h = np.sum(1.0 / np.arange(1, n + 1))
+    return (n_pos - 1) / (n - 1) + h / n * (n - n_pos) / (n - 1)
+
+
+@pytest.mark.parametrize("n_pos,n", [(1, 10), (3, 8), (8, 8)])
+def test_random_ap_expectation_exact_by_enumeration(n_pos, n):
+    # 正样本位置的所有组合等可能：穷举得到精确期望
+    from itertools import combinations
+
+    aps = []
+    for pos in combinations(range(n), n_pos):
+        y = np.zeros(n, int)
+        y[list(pos)] = 1
+        aps.append(ch.average_precision_score(y, -np.arange(n)))  # 第 r 名得分最高
+    assert np.mean(aps) == pytest.approx(random_ap_expectation(n_pos, n), abs=1e-14)
+
+
+def test_random_ap_expectation_is_far_above_prevalence_for_few_positives():
+    assert random_ap_expectation(1, 1000) == pytest.approx(0.0074855, abs=1e-7)
+    assert random_ap_expectation(1, 1000) / (1 / 1000) > 7
 
 
 def test_seed_zero_fallback_is_gone():
