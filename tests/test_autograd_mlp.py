@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 import mlbook
 from mlbook.chapters import autograd_mlp as ch
+from mlbook.testing import BadInput, bad_input_params
+from mlbook.testing import t64 as t64_leaf
 
 Value = ch.Value
 
@@ -454,36 +456,169 @@ def test_mlp_init_is_deterministic_given_rng():
 # ---------------------------------------------------------------- 坏输入
 
 
-@pytest.mark.parametrize(
-    "call, exc, match",
-    [
-        (lambda: Value(0.0).log(), ValueError, "log.*> 0"),
-        (lambda: Value(-3.0).log(), ValueError, "log.*-3"),
-        (lambda: Value(2.0) ** Value(2.0), TypeError, "指数 k.*Value"),
-        (lambda: Value(2.0) ** "2", TypeError, "指数 k.*str"),
-        (lambda: Value(2.0) ** float("nan"), ValueError, "有限数"),
-        (lambda: Value(2.0) ** float("inf"), ValueError, "有限数"),
-        (lambda: Value(1.0) / 0, ZeroDivisionError, "除数 b 为 0"),
-        (lambda: Value(1.0) / Value(0.0), ZeroDivisionError, "除数 b 为 0"),
-        (lambda: 1.0 / Value(0.0), ZeroDivisionError, "除数 b 为 0"),
-        (lambda: Value(0.0) ** -2, ZeroDivisionError, "底数 x = 0"),
-        (lambda: Value(-8.0) ** (1 / 3), ValueError, "负底数"),
-        (lambda: Value(710.0).exp(), OverflowError, "709.78"),
-        (lambda: Value("3"), TypeError, "data.*str"),
-        (lambda: Value(Value(1.0)), TypeError, "data.*Value"),
-        (lambda: Value(1.0) + "a", TypeError, "data.*str"),
-        (lambda: ch.MLP(3, [4, 1])([1.0, 2.0]), ValueError, "nin = 3"),
-        (lambda: ch.MLP(3, []), ValueError, "nouts"),
-        (lambda: ch.Neuron(0, random.Random(0)), ValueError, "nin"),
-        (lambda: ch.Neuron(2, random.Random(0), nonlin="sigmoid"), ValueError, "nonlin"),
-        (lambda: ch.Layer(2, 0, random.Random(0)), ValueError, "nout"),
-        (lambda: ch.mse_loss_values(ch.MLP(1, [1]), [[1.0]], [1.0, 2.0]), ValueError, "等长"),
-        (lambda: ch.mse_loss_values(ch.MLP(1, [1]), [], []), ValueError, "非空"),
-    ],
-)
-def test_bad_input_raises_clear_error(call, exc, match):
-    with pytest.raises(exc, match=match):
-        call()
+BAD_INPUTS = [
+    BadInput("log_zero", lambda: Value(0.0).log(), "log.*> 0"),
+    BadInput("log_negative", lambda: Value(-3.0).log(), "log.*-3"),
+    BadInput("pow_value", lambda: Value(2.0) ** Value(2.0), "指数 k.*Value", TypeError),
+    BadInput("pow_string", lambda: Value(2.0) ** "2", "指数 k.*str", TypeError),
+    BadInput("pow_nan", lambda: Value(2.0) ** float("nan"), "有限数"),
+    BadInput("pow_inf", lambda: Value(2.0) ** float("inf"), "有限数"),
+    BadInput("div_zero", lambda: Value(1.0) / 0, "除数 b 为 0", ZeroDivisionError),
+    BadInput("div_zero_value", lambda: Value(1.0) / Value(0.0), "除数 b 为 0", ZeroDivisionError),
+    BadInput("rdiv_zero", lambda: 1.0 / Value(0.0), "除数 b 为 0", ZeroDivisionError),
+    BadInput("zero_negative_power", lambda: Value(0.0) ** -2, "底数 x = 0", ZeroDivisionError),
+    BadInput("negative_fractional_power", lambda: Value(-8.0) ** (1 / 3), "负底数"),
+    BadInput("data_string", lambda: Value("3"), "data.*str", TypeError),
+    BadInput("data_value", lambda: Value(Value(1.0)), "data.*Value", TypeError),
+    BadInput("data_complex", lambda: Value(1j), "data.*complex", TypeError),
+    BadInput("add_string", lambda: Value(1.0) + "a", "data.*str", TypeError),
+    BadInput("mlp_input_length", lambda: ch.MLP(3, [4, 1])([1.0, 2.0]), "nin = 3"),
+    BadInput("mlp_input_string", lambda: ch.MLP(1, [1])(["a"]), "data.*str", TypeError),
+    BadInput("mlp_no_layers", lambda: ch.MLP(3, []), "nouts"),
+    BadInput("neuron_nin", lambda: ch.Neuron(0, random.Random(0)), "nin"),
+    BadInput("neuron_nonlin", lambda: ch.Neuron(2, random.Random(0), nonlin="sigmoid"), "nonlin"),
+    BadInput("layer_nout", lambda: ch.Layer(2, 0, random.Random(0)), "nout"),
+    BadInput("mse_lengths", lambda: ch.mse_loss_values(ch.MLP(1, [1]), [[1.0]], [1.0, 2.0]), "等长"),
+    BadInput("mse_empty", lambda: ch.mse_loss_values(ch.MLP(1, [1]), [], []), "非空"),
+]
+
+
+@pytest.mark.parametrize("case", bad_input_params(BAD_INPUTS))
+def test_bad_inputs(case):
+    case.check()
+
+
+OVERFLOW_CASES = {
+    "tiny_division": (lambda a, b: a / b, (1e-200, 1e-170)),
+    "pow_overflow": (lambda a: a**400, (10.0,)),
+    "odd_pow_overflow_negative": (lambda a: a**401, (-10.0,)),
+    "even_pow_overflow_negative": (lambda a: a**400, (-10.0,)),
+    "mul_overflow": (lambda a, b: a * b, (1e200, 1e200)),
+    "exp_overflow": (lambda a: a.exp(), (800.0,)),
+    "exp_underflow": (lambda a: a.exp(), (-800.0,)),
+    "relu_nan": (lambda a: a.relu(), (math.nan,)),
+    "tanh_nan": (lambda a: a.tanh(), (math.nan,)),
+}
+
+
+@pytest.mark.parametrize("name", OVERFLOW_CASES)
+def test_overflow_and_nan_follow_torch(name):
+    f, args = OVERFLOW_CASES[name]
+    vs = [Value(a) for a in args]
+    out = f(*vs)
+    out.backward()
+    ts = [t64_leaf(a, requires_grad=True) for a in args]
+    ref = f(*ts)
+    ref.backward()
+    np.testing.assert_array_equal([out.data] + [v.grad for v in vs], [ref.item()] + [t.grad.item() for t in ts])
+
+
+def test_backward_on_a_leaf_accumulates_like_torch():
+    x = Value(2.0)
+    x.backward()
+    x.backward()
+    xt = t64_leaf(2.0, requires_grad=True)
+    xt.sum().backward()
+    xt.sum().backward()
+    assert x.grad == xt.grad.item() == 2.0
+
+
+def test_backward_twice_on_a_graph_accumulates_leaves_and_recomputes_intermediates():
+    x = Value(3.0)
+    m = x * x
+    y = m + x
+    y.backward()
+    y.backward()
+    assert x.grad == 2 * (2 * 3.0 + 1)  # 叶子累加
+    assert m.grad == 1.0  # 中间节点每次重算
+
+
+@pytest.mark.parametrize("make", [list, tuple, np.array], ids=["list", "tuple", "ndarray"])
+def test_mlp_accepts_any_sequence(make):
+    net = ch.MLP(3, [4, 4, 1], rng=random.Random(0))
+    assert net(make([1.0, 2.0, 3.0])).data == net([1.0, 2.0, 3.0]).data
+    one = ch.MLP(1, [2, 1], rng=random.Random(1))
+    assert one(0.5).data == one([0.5]).data == one(Value(0.5)).data
+
+
+def test_nodes_have_slots_and_no_reference_cycles():
+    import gc
+
+    x = Value(1.5)
+    y = (x * 2.0 + 1.0).tanh()
+    assert not hasattr(y, "__dict__")
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        for _ in range(200):
+            z = (x * 2.0 + x).exp()
+            z.backward()
+        del z
+        assert gc.collect() == 0  # 没有只能靠垃圾回收释放的循环
+        assert len(gc.get_objects()) <= before + 20
+    finally:
+        gc.enable()
+
+
+def test_backward_restores_garbage_collector_state():
+    import gc
+
+    x = Value(1.0)
+    assert gc.isenabled()
+    (x * 2.0).backward()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        (x * 2.0).backward()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_mini_value_matches_value_and_torch():
+    def f(a, b):
+        return ((a * b + b**2) / (a - 3.0) + 2 * a - 1.5).tanh() * 4 + (-b)
+
+    for a0, b0 in [(0.7, -1.3), (2.1, 0.4)]:
+        grads = []
+        for cls in (ch.MiniValue, Value):
+            a, b = cls(a0), cls(b0)
+            out = f(a, b)
+            out.backward()
+            grads.append([out.data, a.grad, b.grad])
+        at, bt = t64_leaf(a0, requires_grad=True), t64_leaf(b0, requires_grad=True)
+        ref = f(at, bt)
+        ref.backward()
+        np.testing.assert_allclose(grads[0], [ref.item(), at.grad.item(), bt.grad.item()], rtol=1e-13)
+        np.testing.assert_allclose(grads[1], grads[0], rtol=1e-13)
+
+
+def test_summation_order_can_change_a_gradient_completely():
+    # 同一张图的两种合法拓扑序：x 收到的 1e16、-1e16、1 的加法次序不同
+    x = Value(1.0)
+    L = (x * 1e16 + x * -1e16) + x * 1.0
+    seen = set()
+    for seed in range(20):
+        rnd = random.Random(seed)
+        topo, visited, stack = [], set(), [(L, False)]
+        while stack:
+            v, expanded = stack.pop()
+            if expanded:
+                topo.append(v)
+            elif v not in visited:
+                visited.add(v)
+                stack.append((v, True))
+                children = list(v._prev)
+                rnd.shuffle(children)
+                stack.extend((c, False) for c in children if c not in visited)
+        for v in topo:
+            v.grad = 0.0
+        L.grad = 1.0
+        for v in reversed(topo):
+            v._backward()
+        seen.add(x.grad)
+    assert seen == {0.0, 1.0}
 
 
 def test_large_tanh_input_does_not_overflow():
