@@ -1,4 +1,4 @@
-"""IoU 与 NMS：box_iou / generalized_box_iou 对照 torchvision 的公式、逐对循环与像素计数；nms 对照逐框贪心参考；边界与坏输入。"""
+"""IoU 与 NMS：box_iou / GIoU 对照 torchvision 的公式、逐对循环与像素计数；nms 对照逐框贪心参考。"""
 
 from __future__ import annotations
 
