@@ -252,11 +252,12 @@ def test_affine_invariance(seed, a, c):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(2, 6), k=st.integers(1, 5))
-def test_grad_orthogonal_to_shift_and_scale(seed, n, k):
+def test_grad_sums_to_zero_in_each_group(seed, n, k):
     """式 (eq-norm-grad-x)：组内 dx 之和为 0（平移不变性）。"""
     r = seeded(seed)
     x, G = 3 * r.normal(size=(n, k + 1)), r.normal(size=(n, k + 1))
     dx = ch.layer_norm_backward(G, x, k + 1)[0]
-    assert_close(dx.sum(axis=-1), np.zeros(n), atol=1e-12)
+    # 组内方差很小时 1/σ̃ 放大舍入误差，容差按梯度本身的量级取
+    assert_close(dx.sum(axis=-1), np.zeros(n), atol=1e-14 * (1 + np.abs(dx).max()) * (k + 1))
     dxb = ch.batch_norm_backward(G, x, None, None, training=True)[0]
-    assert_close(dxb.sum(axis=0), np.zeros(k + 1), atol=1e-12)
+    assert_close(dxb.sum(axis=0), np.zeros(k + 1), atol=1e-14 * (1 + np.abs(dxb).max()) * n)
