@@ -1,4 +1,7 @@
-"""多头注意力与掩码：multi_head_attention 对照 nn.MultiheadAttention(batch_first=True)（float64，复制的参数），三种掩码约定、整行屏蔽与坏输入。"""
+"""多头注意力与掩码：multi_head_attention 对照 nn.MultiheadAttention(batch_first=True)。
+
+float64、复制的参数；三种掩码约定、整行屏蔽与坏输入。
+"""
 
 from __future__ import annotations
 
@@ -98,8 +101,7 @@ def test_no_bias_and_unbatched_inputs():
     q, k, v, r = _inputs(3, 1, 4, 6, 8)
     p = _params(r, 8, bias=False)
     pad = np.array([False, False, True, False, True, False])
-    (out, w), (out_ref, w_ref) = _run_both(p, 8, 2, q[0], k[0], v[0], key_padding_mask=pad,
-                                           average_attn_weights=False)
+    (out, w), (out_ref, w_ref) = _run_both(p, 8, 2, q[0], k[0], v[0], key_padding_mask=pad, average_attn_weights=False)
     assert out.shape == (4, 8) and w.shape == (2, 4, 6)
     assert_close(out, out_ref, atol=1e-14)
     assert_close(w, w_ref, atol=1e-15)
@@ -138,14 +140,17 @@ def test_three_mask_conventions_agree():
     p = _params(r, E)
     blocked = np.triu(np.ones((S, S), bool), 1) | (r.random((B, 1, 1, S)) < 0.3)
     blocked[..., 0] = False
-    ours_bool, _ = ch.multi_head_attention(x, x, x, **p, num_heads=H,
-                                           attn_mask=np.repeat(blocked, H, 1).reshape(B * H, S, S))
-    ours_add, _ = ch.multi_head_attention(x, x, x, **p, num_heads=H,
-                                          attn_mask=np.where(blocked, -np.inf, 0.0)[:, 0].repeat(H, 0))
+    ours_bool, _ = ch.multi_head_attention(
+        x, x, x, **p, num_heads=H, attn_mask=np.repeat(blocked, H, 1).reshape(B * H, S, S)
+    )
+    ours_add, _ = ch.multi_head_attention(
+        x, x, x, **p, num_heads=H, attn_mask=np.where(blocked, -np.inf, 0.0)[:, 0].repeat(H, 0)
+    )
     w_q, w_k, w_v = np.split(p["in_proj_weight"], 3)
     b_q, b_k, b_v = np.split(p["in_proj_bias"], 3)
-    heads = [t64((x @ w.T + b).reshape(B, S, H, E // H)).transpose(1, 2)
-             for w, b in [(w_q, b_q), (w_k, b_k), (w_v, b_v)]]
+    heads = [
+        t64((x @ w.T + b).reshape(B, S, H, E // H)).transpose(1, 2) for w, b in [(w_q, b_q), (w_k, b_k), (w_v, b_v)]
+    ]
     ctx = F.scaled_dot_product_attention(*heads, attn_mask=torch.as_tensor(~blocked))
     ref = ctx.transpose(1, 2).reshape(B, S, E).numpy() @ p["out_proj_weight"].T + p["out_proj_bias"]
     assert_close(ours_bool, ref, atol=1e-14)
@@ -161,8 +166,9 @@ def test_fully_blocked_rows_are_handled_not_nan():
     pad[1] = True
     am = np.zeros((L, S), bool)
     am[2] = True  # 每个样本的第 2 个查询也被整行屏蔽
-    (out, w), (out_ref, w_ref) = _run_both(p, E, H, q, k, v, key_padding_mask=pad, attn_mask=am,
-                                           average_attn_weights=False)
+    (out, w), (out_ref, w_ref) = _run_both(
+        p, E, H, q, k, v, key_padding_mask=pad, attn_mask=am, average_attn_weights=False
+    )
     assert torch.isnan(out_ref[1]).all() and torch.isnan(w_ref[:, :, 2]).all()
     assert np.isfinite(out).all() and np.all(w[1] == 0) and np.all(w[:, :, 2] == 0)
     assert_close(out[1], np.broadcast_to(p["out_proj_bias"], (L, E)), atol=0)
@@ -180,11 +186,11 @@ def test_left_padding_equals_trimmed_sequence():
     p = _params(r, E)
     pad = np.zeros((1, T), bool)
     pad[0, :n_pad] = True
-    out, _ = ch.multi_head_attention(x, x, x, **p, num_heads=H, key_padding_mask=pad,
-                                     attn_mask=ch.generate_square_subsequent_mask(T))
+    out, _ = ch.multi_head_attention(
+        x, x, x, **p, num_heads=H, key_padding_mask=pad, attn_mask=ch.generate_square_subsequent_mask(T)
+    )
     t = x[:, n_pad:]
-    ref, _ = ch.multi_head_attention(t, t, t, **p, num_heads=H,
-                                     attn_mask=ch.generate_square_subsequent_mask(T - n_pad))
+    ref, _ = ch.multi_head_attention(t, t, t, **p, num_heads=H, attn_mask=ch.generate_square_subsequent_mask(T - n_pad))
     assert np.isfinite(out).all()
     assert_close(out[:, n_pad:], ref, atol=1e-14)
 
@@ -264,7 +270,7 @@ def test_padded_keys_do_not_matter(seed, S):
     q, k, v = r.normal(size=(1, 3, 8)), r.normal(size=(1, S, 8)), r.normal(size=(1, S, 8))
     p = _params(r, 8)
     pad = np.zeros((1, S), bool)
-    pad[0, r.integers(1, S):] = True
+    pad[0, r.integers(1, S) :] = True
     k2, v2 = k.copy(), v.copy()
     k2[pad], v2[pad] = 1e3 * r.normal(size=(pad.sum(), 8)), r.normal(size=(pad.sum(), 8))
     a, _ = ch.multi_head_attention(q, k, v, **p, num_heads=2, key_padding_mask=pad)
