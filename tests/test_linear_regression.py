@@ -1,4 +1,4 @@
-"""线性回归：mse_loss 对照 F.mse_loss，正规方程 / lstsq / 梯度下降对照 numpy 与 sklearn，Ridge 对照 sklearn.linear_model.Ridge（float64）。"""
+"""线性回归：mse_loss 对照 F.mse_loss；正规方程、lstsq、梯度下降对照 sklearn；Ridge 对照 sklearn Ridge（float64）。"""
 
 from __future__ import annotations
 
