@@ -190,3 +190,17 @@ def test_labels_carry_the_chapter_prefix(stem):
 
 def test_every_page_is_under_book():
     assert all(md.is_relative_to(BOOK) for md in CHAPTERS.values())
+
+
+RAW_LABEL = re.compile(r"\((?:eq|fig|ex)-[A-Za-z0-9_-]+\)")
+
+
+@pytest.mark.parametrize("stem", IDS)
+def test_no_raw_labels_where_they_are_not_rendered(stem):
+    """代码、输出与图注里的 "式 (eq-…)" 原样显示给读者：那里只能用文字描述公式，不能写标签。"""
+    bad = []
+    for _export, src in code_cells(stem):
+        bad += [line.strip() for line in src.splitlines() if RAW_LABEL.search(line)]
+    text = CHAPTERS[stem].read_text(encoding="utf-8")
+    bad += [line.strip() for line in text.splitlines() if line.lstrip().startswith("caption:") and RAW_LABEL.search(line)]
+    assert not bad, f"{stem}：代码或图注里有读者看不到编号的标签：{bad}"
