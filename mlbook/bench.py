@@ -70,6 +70,7 @@ def machine() -> dict:
     return {
         "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
         "numpy": np.__version__, "torch": torch.__version__, "system": platform.platform(terse=True),
+        "load": round(os.getloadavg()[0], 1),  # 开始时的 1 分钟平均负载：别的进程在抢 CPU 时数字偏大
     }
 
 

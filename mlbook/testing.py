@@ -28,6 +28,8 @@ __all__ = [
     "extreme_logits",
     "BadInput",
     "bad_input_params",
+    "bad_input_catalogue",
+    "describe_bad_input",
     "to_numpy",
 ]
 
@@ -89,3 +91,45 @@ def bad_input_params(cases: list[BadInput]):
     if dup:
         raise ValueError(f"坏输入表里有重复的 id：{sorted(dup)}")
     return [pytest.param(c, id=c.id) for c in cases]
+
+
+def bad_input_catalogue() -> dict[str, list[BadInput]]:
+    """每章的坏输入表：tests/test_<章>.py 里所有 BadInput 列表，按 _toc.yml 的顺序（章名 → 各行）。
+
+    “性能与复现”一页据此列出全书的坏输入目录，tests/test_bad_inputs.py 检查每章都有。
+    """
+    import importlib.util
+    from pathlib import Path
+
+    from mlbook.chapters import chapter_sources
+    from mlbook.notebooks import toc_files
+
+    tests = Path(__file__).resolve().parents[1] / "tests"
+    chapters = chapter_sources()
+    order = [f.rsplit("/", 1)[-1] for f in toc_files()]
+    out: dict[str, list[BadInput]] = {}
+    for stem in sorted(chapters, key=lambda s: order.index(s) if s in order else len(order)):
+        path = tests / f"test_{stem}.py"
+        rows: list[BadInput] = []
+        if path.exists():
+            spec = importlib.util.spec_from_file_location(f"_bad_inputs_of_{stem}", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            for value in vars(mod).values():
+                if isinstance(value, list) and value and all(isinstance(v, BadInput) for v in value):
+                    rows += value
+        out[stem] = rows
+    return out
+
+
+def describe_bad_input(case: BadInput) -> tuple[str, str]:
+    """执行一行坏输入，返回（异常类型名, 信息）；没有报错时返回 ("", "")。"""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            case.call()
+    except Exception as e:  # noqa: BLE001  目录要记录任何异常
+        return type(e).__name__, str(e)
+    return "", ""
