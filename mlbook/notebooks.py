@@ -16,9 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-import jupytext
-import nbformat
-
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 NOTEBOOKS = ROOT / "notebooks"
@@ -89,11 +86,15 @@ def _signature(nb) -> list[tuple[str, str, str]]:
 
 
 def read_source(md: Path):
+    import jupytext  # 导入要 ~1.5 s：只在真正读写笔记本时才导入（各章导入别章时用不到）
+
     return jupytext.read(md, fmt="md:myst")
 
 
 def sync_problem(md: Path) -> str | None:
     """源文件与其 .ipynb 不一致时返回原因，一致时返回 None。"""
+    import nbformat
+
     ipynb = twin(md)
     if not ipynb.exists():
         return f"{ipynb.relative_to(ROOT)} 不存在"
@@ -186,6 +187,8 @@ def build(md: Path, timeout: int = 600, force: bool = True) -> Path:
 
     force=False 且只有文字变了（代码 cell 与现有笔记本逐一相同）时不执行，沿用现有输出。
     """
+    import nbformat
+
     nb = read_source(md)
     out = twin(md)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +210,8 @@ def build(md: Path, timeout: int = 600, force: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import nbformat
+
     parser = argparse.ArgumentParser(prog="python -m mlbook.notebooks")
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="重新生成并执行笔记本")

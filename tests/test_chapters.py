@@ -205,3 +205,11 @@ def test_no_raw_labels_where_they_are_not_rendered(stem):
     captions = [line for line in text.splitlines() if line.lstrip().startswith("caption:")]
     bad += [line.strip() for line in captions if RAW_LABEL.search(line)]
     assert not bad, f"{stem}：代码或图注里有读者看不到编号的标签：{bad}"
+
+
+@pytest.mark.parametrize("stem", IDS)
+def test_light_export_reader_agrees_with_jupytext(stem):
+    """mlbook.chapters 不经 jupytext 直接读 export cell（快）：读出的必须与 jupytext 一字不差。"""
+    want = [c.source for c in read_source(CHAPTERS[stem]).cells
+            if c.cell_type == "code" and "export" in c.get("metadata", {}).get("tags", ())]
+    assert export_cells(CHAPTERS[stem]) == want
