@@ -93,6 +93,8 @@ def setup(seed: int = 0) -> np.random.Generator:
         pass
     else:
         torch.set_printoptions(precision=4, sci_mode=False)
+        # 书里的张量都很小：多线程只剩同步开销，在核数少、负载高的机器上能慢几十倍
+        torch.set_num_threads(1)
     return seed_everything(seed)
 
 
