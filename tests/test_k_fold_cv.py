@@ -63,6 +63,15 @@ def test_kfold_shuffle_with_randomstate_instance_is_consumed_like_sklearn():
         _assert_same(_splits(ours_cv, X), _splits(ref_cv, X))
 
 
+def test_shuffle_with_global_state_matches_sklearn():
+    X, y = np.zeros(19), np.array([0, 1, 1, 2] * 4 + [0, 1, 0])
+    for ours_cls, ref_cls, args in [(ch.KFold, skms.KFold, (X,)), (ch.StratifiedKFold, skms.StratifiedKFold, (X, y))]:
+        np.random.seed(11)  # noqa: NPY002  sklearn 的 random_state=None 就是全局状态
+        ours = _splits(ours_cls(3, shuffle=True), *args)
+        np.random.seed(11)  # noqa: NPY002  sklearn 的 random_state=None 就是全局状态
+        _assert_same(ours, _splits(ref_cls(3, shuffle=True), *args))
+
+
 def test_kfold_shuffle_with_generator_has_the_properties():
     n, K = 29, 4
     a = _splits(ch.KFold(K, shuffle=True, random_state=np.random.default_rng(0)), np.zeros(n))
