@@ -600,25 +600,33 @@ def test_summation_order_can_change_a_gradient_completely():
     L = (x * 1e16 + x * -1e16) + x * 1.0
     seen = set()
     for seed in range(20):
-        rnd = random.Random(seed)
-        topo, visited, stack = [], set(), [(L, False)]
-        while stack:
-            v, expanded = stack.pop()
-            if expanded:
-                topo.append(v)
-            elif v not in visited:
-                visited.add(v)
-                stack.append((v, True))
-                children = list(v._prev)
-                rnd.shuffle(children)
-                stack.extend((c, False) for c in children if c not in visited)
-        for v in topo:
-            v.grad = 0.0
-        L.grad = 1.0
-        for v in reversed(topo):
-            v._backward()
+        backward_in_order(L, shuffled_topo(L, random.Random(seed)))
         seen.add(x.grad)
     assert seen == {0.0, 1.0}
+
+
+def shuffled_topo(root, rnd):
+    """与 topo_order 相同的迭代 DFS，但输入以随机顺序压栈（模拟 _prev 为 set 时的任意顺序）。"""
+    topo, visited, stack = [], set(), [(root, False)]
+    while stack:
+        v, expanded = stack.pop()
+        if expanded:
+            topo.append(v)
+        elif v not in visited:
+            visited.add(v)
+            stack.append((v, True))
+            children = list(v._prev)
+            rnd.shuffle(children)
+            stack.extend((c, False) for c in children if c not in visited)
+    return topo
+
+
+def backward_in_order(root, topo):
+    for v in topo:
+        v.grad = 0.0
+    root.grad = 1.0
+    for v in reversed(topo):
+        v._backward()
 
 
 def test_large_tanh_input_does_not_overflow():
@@ -693,23 +701,7 @@ def test_any_topological_order_gives_the_same_gradients(seed, shuffle_seed):
     out.backward()
     expected = [x.grad for x in leaves]
 
-    # 与 topo_order 相同的迭代 DFS，但输入以随机顺序压栈（模拟 _prev 为 set 时的任意顺序）
-    r = random.Random(shuffle_seed)
-    topo, visited, stack = [], set(), [(out, False)]
-    while stack:
-        v, expanded = stack.pop()
-        if expanded:
-            topo.append(v)
-        elif v not in visited:
-            visited.add(v)
-            stack.append((v, True))
-            children = list(v._prev)
-            r.shuffle(children)
-            stack.extend((c, False) for c in children)
+    topo = shuffled_topo(out, random.Random(shuffle_seed))
     _check_topological(topo, out)
-    for v in topo:
-        v.grad = 0.0
-    out.grad = 1.0
-    for v in reversed(topo):
-        v._backward()
+    backward_in_order(out, topo)
     np.testing.assert_allclose([x.grad for x in leaves], expected, rtol=1e-12, atol=1e-12)
