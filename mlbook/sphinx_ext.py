@@ -130,6 +130,44 @@ def practice_table_html(page_dir: str) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
+_BAD_INPUTS = re.compile(r'<div class="mlbook-bad-inputs">.*?</div>', re.S)
+PERFORMANCE_PAGE = "notebooks/appendix/performance"
+
+
+def bad_inputs_html() -> str:
+    """“性能与复现”页的坏输入目录：每章一个可展开的表（id、异常类型、信息），按 _toc.yml 的顺序。"""
+    import html as htmllib
+
+    from mlbook.testing import bad_input_catalogue, describe_bad_input
+
+    catalogue = bad_input_catalogue()
+    parts = []
+    for stem, cases in catalogue.items():
+        rows, kinds = [], {}
+        for case in cases:
+            kind, msg = describe_bad_input(case)
+            kind = kind or "没有报错"
+            kinds[kind] = kinds.get(kind, 0) + 1
+            rows.append(f"<tr><td><code>{htmllib.escape(case.id)}</code></td><td>{kind}</td>"
+                        f"<td>{htmllib.escape(msg)}</td></tr>")
+        summary = "，".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+        parts.append(f"<details><summary><b>{stem}</b>：{len(cases)} 行（{summary}）</summary>"
+                     '<table class="table"><thead><tr><th>坏输入</th><th>异常</th><th>信息</th></tr></thead>'
+                     f"<tbody>{''.join(rows)}</tbody></table></details>")
+    total = sum(len(v) for v in catalogue.values())
+    return (f'<div class="mlbook-bad-inputs"><p>{len(catalogue)} 章，共 {total} 行坏输入。</p>'
+            f"{''.join(parts)}</div>")
+
+
+def _write_bad_inputs(app: Sphinx, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    page = Path(app.outdir) / f"{PERFORMANCE_PAGE}.html"
+    if page.exists():
+        text = page.read_text(encoding="utf-8")
+        page.write_text(_BAD_INPUTS.sub(lambda m: bad_inputs_html(), text), encoding="utf-8")
+
+
 def _write_practice(app: Sphinx, exception) -> None:
     """构建结束时生成全部练习版与离线包：_practice/<部分>/<章>.ipynb、_practice/shousi-ml.zip。"""
     if exception is not None or app.builder.format != "html":
@@ -341,4 +379,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("html-page-context", _drop_thebe_scripts, priority=600)
     app.connect("html-page-context", _add_practice_download, priority=601)
     app.connect("build-finished", _write_practice)
+    app.connect("build-finished", _write_bad_inputs)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

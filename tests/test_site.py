@@ -171,3 +171,14 @@ def test_glossary_chinese_first_with_readable_anchors(site):
     for term in glossary_terms():
         anchor = "term-" + re.sub(r"\s+", "-", term)
         assert f'id="{anchor}"' in html, f"术语“{term}”没有可读的锚点"
+
+
+def test_performance_page_lists_every_chapters_bad_inputs(site):
+    """坏输入目录在构建时生成：每章一节，行数与 tests/ 里的表一致，信息是当场执行得到的。"""
+    from mlbook.testing import bad_input_catalogue
+
+    text = (site / "notebooks" / "appendix" / "performance.html").read_text(encoding="utf-8")
+    assert "构建网站时生成。）" not in text, "占位符没有被替换"
+    for stem, cases in bad_input_catalogue().items():
+        assert f"<b>{stem}</b>：{len(cases)} 行" in text, stem
+    assert "没有报错" not in text, "坏输入表里有一行没有报错"
