@@ -192,7 +192,7 @@ def test_every_page_is_under_book():
     assert all(md.is_relative_to(BOOK) for md in CHAPTERS.values())
 
 
-RAW_LABEL = re.compile(r"\((?:eq|fig|ex)-[A-Za-z0-9_-]+\)")
+RAW_LABEL = re.compile(r"\b(?:eq|fig|ex)-[a-z][A-Za-z0-9_-]*")
 
 
 @pytest.mark.parametrize("stem", IDS)
