@@ -120,6 +120,9 @@ def build_pdf(site: Path = SITE, out: Path | None = None) -> Path:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 900, "height": 1200})
+                # 整本书是一个几百页的 HTML：加载、排版公式与打印在忙的机器上都远超默认的 30 秒
+                page.set_default_timeout(900_000)
+                page.set_default_navigation_timeout(900_000)
                 page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(
                     f"http://127.0.0.1:{httpd.server_address[1]}") or r.request.url.startswith("data:") else r.abort())
                 page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/{PRINT_PAGE}", wait_until="load")
