@@ -165,13 +165,20 @@ def execute(nb, cwd: Path, timeout: int = 600):
 
 
 def text_outputs(nb) -> list[str]:
-    """每个代码 cell 的文本输出（stream、text/plain、报错信息）：比较“输出是否逐字节相同”时只看这些。"""
+    """每个代码 cell 的文本输出（stream、text/plain、报错信息）：比较“输出是否逐字节相同”时只看这些。
+
+    相邻的同名 stream 输出合在一起比较：内核把 print 的内容分几块送出，分块的位置取决于时机，不属于输出本身。
+    """
     out = []
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        parts = []
+        parts, last_stream = [], None
         for o in cell.get("outputs", []):
+            if o.output_type == "stream" and last_stream == o.name:
+                parts[-1] += o.text
+                continue
+            last_stream = o.name if o.output_type == "stream" else None
             if o.output_type == "stream":
                 parts.append(f"[{o.name}]{o.text}")
             elif o.output_type in ("execute_result", "display_data"):
