@@ -218,6 +218,22 @@ def _optional_rows(rng) -> list[Row]:
         rows.append(Row("实现对照", "layer_norm（256×64×128）vs F.layer_norm",
                         best_of(lambda: bn.layer_norm(x, (128,))),
                         best_of(lambda: torch.nn.functional.layer_norm(xt, (128,)))))
+    if bn is not None and hasattr(bn, "batch_norm"):
+        x = rng.normal(size=(256, 64, 128))
+        xt = torch.as_tensor(x)
+        rm, rv = np.zeros(64), np.ones(64)
+        rmt, rvt = torch.zeros(64, dtype=torch.float64), torch.ones(64, dtype=torch.float64)
+        rows.append(Row("实现对照", "batch_norm 训练模式（256×64×128）vs F.batch_norm",
+                        best_of(lambda: bn.batch_norm(x, rm, rv, training=True)),
+                        best_of(lambda: torch.nn.functional.batch_norm(xt, rmt, rvt, training=True))))
+    opt = _have("optimizers")
+    if opt is not None and hasattr(opt, "Adam"):
+        p, g = rng.normal(size=10**6), rng.normal(size=10**6)
+        pt = torch.tensor(p, requires_grad=True)
+        pt.grad = torch.as_tensor(g)
+        ours, ref = opt.Adam([p.copy()], lr=1e-3), torch.optim.Adam([pt], lr=1e-3)
+        rows.append(Row("实现对照", "Adam 一步（10⁶ 个参数）vs torch.optim.Adam",
+                        best_of(lambda: ours.step([g])), best_of(ref.step)))
     attn = _have("self_attention")
     if attn is not None and hasattr(attn, "scaled_dot_product_attention"):
         q = rng.normal(size=(4, 8, 512, 64))
