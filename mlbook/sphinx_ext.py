@@ -62,6 +62,27 @@ def _write_search_dict(app: Sphinx) -> None:
     app.config.html_search_options = {**(app.config.html_search_options or {}), "dict": str(out)}
 
 
+def fast_chinese_search() -> None:
+    """让中文检索的建索引从 O(n²) 变回 O(n)（整站构建快 20 多秒）。
+
+    Sphinx 7 的 SearchChinese 把见过的每个拉丁词追加进一个列表 latin_terms，stem() 再对每个词
+    `word in latin_terms` 线性查找；全书几万个词时这一步占了构建时间的一半。换成集合，查找结果不变。
+    """
+    from sphinx.search import zh
+
+    if isinstance(zh.SearchChinese.latin_terms, set):
+        return
+    zh.SearchChinese.latin_terms = set(zh.SearchChinese.latin_terms)
+
+    def split(self, input: str) -> list[str]:
+        chinese = list(zh.jieba.cut_for_search(input)) if zh.JIEBA else []
+        latin1 = [term.strip() for term in self.latin1_letters.findall(input)]
+        self.latin_terms.update(latin1)
+        return chinese + latin1
+
+    zh.SearchChinese.split = split
+
+
 def _source_md(docname: str) -> Path | None:
     if not docname.startswith("notebooks/"):
         return None
@@ -366,6 +387,7 @@ def _add_static(app: Sphinx) -> None:
 
 def setup(app: Sphinx) -> dict:
     _register_author_year_style()
+    fast_chinese_search()
     app.connect("builder-inited", _add_static)
     app.add_css_file("mlbook.css")
     app.add_js_file("mlbook.js", priority=900)  # 在 searchtools.js 之后加载
