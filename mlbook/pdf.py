@@ -2,6 +2,10 @@
 
     python -m mlbook.pdf            # 需要先 make book；输出 _build/html/_downloads/shousi-ml.pdf
 
+打印完读回 PDF 检查（pdf_problems：每页标题在正文与书签里、最长的代码行完整、公式编号、答案展开），
+不合格则退出码为 1，所以 make book / make pdf 本身就验证整本 PDF。测试（tests/test_pdf.py）用同一套
+打印与检查跑几页样张：整本六百多页要打印一分多钟，放在 make test 里会占掉测试时间的一半。
+
 为什么不用 LaTeX：离线的 xelatex + ctex 要装几百 MB 的 TeX Live；网站里已经有排好版的中文、
 MathJax 公式、图和带编号的标题，Chromium（浏览器测试本来就要用）直接打印它们即可。
 打印样式（代码换行而不是截断、答案展开、去掉界面按钮、每章另起一页）在 mlbook/static/mlbook.css 的 @media print。
@@ -16,11 +20,12 @@ import http.server
 import posixpath
 import re
 import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from mlbook.notebooks import ROOT, toc_files
+from mlbook.notebooks import ROOT, is_chapter, page_source, read_source, toc_files
 
 SITE = ROOT / "_build" / "html"
 PRINT_PAGE = "notebooks/_print/book.html"   # 与章节页同样深两层，章节里的相对链接无须改写
@@ -39,29 +44,43 @@ def find_chromium() -> str | None:
     return next((p for p in map(shutil.which, ["chromium", "chromium-browser"]) if p), None)
 
 
-def _rebase(body: str, page_dir: str, print_dir: str, pages: set[str]) -> str:
-    """把页面里的相对地址改成相对于打印页；指向书中其他页面的链接改成页内锚点。"""
+def _rebase(body: str, page_dir: str, print_dir: str, pages: set[str], page: str | None = None) -> str:
+    """把页面里的相对地址改成相对于打印页；指向书中（打印的）页面的链接改成页内锚点。
+
+    各页的 id 在拼起来之后会重复（Sphinx 每页都从 id1 编起），所以 page 给出时锚点都加上页名前缀，
+    与 _prefix_ids 一致：#id5 → #notebooks-a-b--id5。
+    """
 
     def fix(m: re.Match) -> str:
         url, rest = m.group("url"), m.group("rest") or ""
         if not url:
+            if page and m.group("attr") == "href" and rest.startswith("#") and len(rest) > 1:
+                return f'href="#{_slug(page)}--{rest[1:]}"'
             return m.group(0)
         target = posixpath.normpath(posixpath.join(page_dir, url))
         if m.group("attr") == "href" and target.removesuffix(".html") in pages:
-            anchor = rest if rest.startswith("#") else f"#page-{_slug(target.removesuffix('.html'))}"
+            slug = _slug(target.removesuffix(".html"))
+            anchor = f"#{slug}--{rest[1:]}" if rest.startswith("#") and len(rest) > 1 else f"#page-{slug}"
             return f'href="{anchor}"'
         return f'{m.group("attr")}="{posixpath.relpath(target, print_dir)}{rest}"'
 
     return _URL.sub(fix, body)
 
 
+_ID = re.compile(r'\bid="([^"]+)"')
+
+
+def _prefix_ids(body: str, page: str) -> str:
+    return _ID.sub(lambda m: f'id="{_slug(page)}--{m.group(1)}"', body)
+
+
 def _slug(page: str) -> str:
     return page.replace("/", "-")
 
 
-def combined_html(site: Path = SITE) -> str:
-    """全书正文拼成的一页 HTML（使用网站自己的样式与 MathJax）。"""
-    pages = toc_files()
+def combined_html(site: Path = SITE, pages: list[str] | None = None) -> str:
+    """全书（或 pages 这几页）正文拼成的一页 HTML（使用网站自己的样式与 MathJax）。"""
+    pages = pages or toc_files()
     index = (site / f"{pages[0]}.html").read_text(encoding="utf-8")
     head = index[: index.index("<body")]
     print_dir = posixpath.dirname(PRINT_PAGE)
@@ -72,7 +91,7 @@ def combined_html(site: Path = SITE) -> str:
         m = _ARTICLE.search(text)
         if not m:
             raise ValueError(f"{page}.html 里找不到正文 <article class=\"bd-article\">")
-        body = _rebase(m.group(1), posixpath.dirname(page), print_dir, set(pages))
+        body = _prefix_ids(_rebase(m.group(1), posixpath.dirname(page), print_dir, set(pages), page), page)
         title = _TITLE.search(body)
         name = " ".join(_TAG.sub("", title.group(1)).split()) if title else page
         if page != pages[0]:
@@ -98,7 +117,8 @@ def _expand_solutions_js() -> str:
     }"""
 
 
-def build_pdf(site: Path = SITE, out: Path | None = None) -> Path:
+def build_pdf(site: Path = SITE, out: Path | None = None, pages: list[str] | None = None) -> Path:
+    """打印 pages（默认整本书，按 _toc.yml 的顺序）为 PDF，返回文件路径。"""
     chromium = find_chromium()
     if chromium is None:
         raise RuntimeError("没有找到 Chromium：sudo apt-get install chromium fonts-noto-cjk（.ci/run 会自动安装）")
@@ -107,7 +127,7 @@ def build_pdf(site: Path = SITE, out: Path | None = None) -> Path:
     out = out or site / "_downloads" / PDF_NAME
     page_file = site / PRINT_PAGE
     page_file.parent.mkdir(parents=True, exist_ok=True)
-    page_file.write_text(combined_html(site), encoding="utf-8")
+    page_file.write_text(combined_html(site, pages), encoding="utf-8")
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -148,6 +168,72 @@ def build_pdf(site: Path = SITE, out: Path | None = None) -> Path:
     return out
 
 
+def page_title(md: Path) -> str:
+    """源文件的一级标题（去掉行内代码的反引号，它们只是 Markdown 记号）。"""
+    line = next(x for x in md.read_text(encoding="utf-8").splitlines() if x.startswith("# "))
+    return line[2:].strip().replace("`", "")
+
+
+def longest_code_line(mds: list[Path]) -> str:
+    """这些源文件的代码 cell 里最长的一行（注释与 cell 选项行除外）：PDF 里它必须完整（换行而不是截断）。"""
+    lines = [
+        line.strip()
+        for md in mds
+        for c in read_source(md).cells if c.cell_type == "code"
+        for line in c.source.splitlines() if not line.lstrip().startswith(("#", ":"))
+    ]
+    return max(lines, key=len)
+
+
+def bookmarks(pdf: Path) -> list[str]:
+    """PDF 书签（大纲）的标题。Chromium 把大纲写成未压缩的 /Title 条目：UTF-16BE 十六进制或字面串。"""
+    raw = pdf.read_bytes()
+    if b"/Outlines" not in raw:
+        return []
+    titles = []
+    for m in re.finditer(rb"/Title (?:<FEFF([0-9A-Fa-f]*)>|\(((?:[^()\\]|\\.)*)\))", raw):
+        titles.append(bytes.fromhex(m.group(1).decode()).decode("utf-16-be") if m.group(1) is not None
+                      else m.group(2).decode("latin-1"))
+    return titles
+
+
+def _squash(s: str) -> str:
+    return re.sub(r"\s+", "", s)
+
+
+def pdf_problems(pdf: Path, pages: list[str] | None = None) -> list[str]:
+    """读回打印出的 PDF（pdfinfo、pdftotext），返回它的问题；空列表 = 合格。"""
+    pages = pages or toc_files()
+    mds = [page_source(p) for p in pages]
+    chapters = [md for md in mds if is_chapter(md)]
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    # pdftotext 与书签里中英文之间的空格、换行与源文件不同：比较时去掉所有空白
+    flat, marks = _squash(text), [_squash(m) for m in bookmarks(pdf)]
+    problems = []
+    n_pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+    if n_pages < 10 * len(chapters):
+        problems.append(f"只有 {n_pages} 页，{len(chapters)} 章至少应有 {10 * len(chapters)} 页")
+    for md in mds:
+        title = page_title(md)
+        if _squash(title) not in flat:
+            problems.append(f"正文里没有标题“{title}”")
+        if not any(m.endswith(_squash(title)) for m in marks):
+            problems.append(f"书签里没有“{title}”")
+    if chapters:
+        line = longest_code_line(chapters)
+        if _squash(line) not in flat:
+            problems.append(f"最长的代码行不完整（被截断了？）：{line}")
+        if not re.search(r"\(\d+\.\d+\)", text):
+            problems.append("没有公式编号")
+        solutions = text.count("解答") + text.count("Solution")
+        if solutions < len(chapters):
+            problems.append(f"只找到 {solutions} 处答案，{len(chapters)} 章每章都有练习答案")
+    if "点击展开" in text or "Click to show" in text:
+        problems.append("答案没有展开打印（PDF 里还有“点击展开”）")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     site = Path(argv[0]) if argv else SITE
     if not (site / "index.html").exists():
@@ -155,7 +241,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = build_pdf(site)
     print(f"PDF：{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}（{out.stat().st_size / 1e6:.1f} MB）")
-    return 0
+    if shutil.which("pdftotext") is None or shutil.which("pdfinfo") is None:
+        print("（没有 pdftotext，跳过读回检查：sudo apt-get install poppler-utils）")
+        return 0
+    problems = pdf_problems(out)
+    for p in problems:
+        print(f"✗ {p}", file=sys.stderr)
+    if not problems:
+        print(f"✓ 读回检查：{len(toc_files())} 页的标题都在正文与书签里，最长的代码行完整，公式编号与答案都在")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
