@@ -133,3 +133,48 @@ def describe_bad_input(case: BadInput) -> tuple[str, str]:
     except Exception as e:  # noqa: BLE001  目录要记录任何异常
         return type(e).__name__, str(e)
     return "", ""
+
+
+# ---- 网站只构建一次：测试会话一开始就在后台构建，用到网站的测试（排在最后）等它 ----
+
+def site_build_cmd(quick: bool = False) -> list[str]:
+    """严格构建网站（-W -n --keep-going）。quick（make test CH=…）时增量构建，只重建改过的页面。"""
+    import sys
+    from pathlib import Path
+
+    from mlbook.notebooks import ROOT
+
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "--builder", "html",
+        "--warningiserror", "--nitpick", "--keep-going",
+    ]
+    return cmd if quick else [*cmd, "--all"]
+
+
+def build_site_once(shared, quick: bool = False) -> dict:
+    """在 shared 目录里记一次构建结果（返回码与日志尾部）；已经有人构建过（或正在构建）就等它、直接用。
+
+    文件锁跨进程有效：会话开始时的后台构建、以及各 xdist 进程里的 site 夹具，谁先拿到锁谁构建。
+    """
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from filelock import FileLock
+
+    from mlbook.notebooks import ROOT
+
+    shared = Path(shared)
+    record = shared / "site-build.json"
+    with FileLock(str(shared / "site-build.lock")):
+        if not record.exists():
+            proc = subprocess.run(site_build_cmd(quick), cwd=ROOT, capture_output=True, text=True)
+            log = proc.stdout + proc.stderr
+            record.write_text(json.dumps({"returncode": proc.returncode, "log": log[-20000:]}))
+        return json.loads(record.read_text())
+
+
+if __name__ == "__main__":  # python -m mlbook.testing <共享目录> [--quick]：测试会话的后台构建
+    import sys
+
+    build_site_once(sys.argv[1], quick="--quick" in sys.argv[2:])

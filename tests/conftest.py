@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-from filelock import FileLock
+# 每个核上已经有一个 xdist 进程（外加它启动的内核、浏览器）：BLAS 与 OpenMP 再各开线程只会互相抢核、
+# 空转等待。单线程时 nbval 与参考实现测试少用约三成 CPU（实测 173 → 140 CPU 秒），结果逐字节相同
+# （torch 在各章里本来就由 mlbook.setup() 设为单线程）。xdist 进程与 nbval 的内核都继承这里的环境。
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from mlbook.notebooks import ROOT
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from mlbook.notebooks import ROOT  # noqa: E402
+from mlbook.testing import build_site_once, site_build_cmd  # noqa: E402
 
 HTML = ROOT / "_build" / "html"
 
 # nbval 启动的内核继承这个进程的环境；MPLBACKEND=Agg 之类的设置会让 plt.show() 不再输出图，
 # 与提交的输出对不上。笔记本里的绘图一律走内核默认的 inline 后端。
 os.environ.pop("MPLBACKEND", None)
-BUILD_CMD = [
-    str(Path(sys.executable).with_name("jupyter-book")),
-    "build", str(ROOT), "--builder", "html", "--all",
-    "--warningiserror", "--nitpick", "--keep-going",
-]
-# make test CH=… 只测一章：增量构建（只重建改过的页面），快得多
-QUICK_BUILD_CMD = [a for a in BUILD_CMD if a != "--all"]
 
 
 def pytest_addoption(parser):
@@ -58,14 +58,26 @@ def pytest_xdist_make_scheduler(config, log):
 NEEDS_TOOL = {"cpp_erase_if.ipynb": ("g++", "没有 g++，附录 C++20 一页无法编译运行：sudo apt-get install g++")}
 
 
+def _run_order(item) -> int:
+    """xdist 按收集顺序派活：用不到网站的排在前面（最长的几项打头），用到网站的排在最后，
+    这样会话开始时的后台构建（pytest_sessionstart）与笔记本、参考实现测试同时进行，没有进程空等它。"""
+    name = Path(str(item.fspath)).name
+    if "site" in getattr(item, "fixturenames", ()):
+        return 4 if name != "test_pdf.py" else 3
+    if name in _WHOLE_FILE or "archive" in item.name:
+        return 0
+    return 1 if name.endswith(".ipynb") else 2
+
+
 def pytest_collection_modifyitems(config, items):
-    """--chapter 时只保留与这一章有关的测试：nodeid 里带章名的，以及不涉及具体章节的静态检查。"""
+    """排定运行顺序；--chapter 时只保留与这一章有关的测试：nodeid 里带章名的，以及不涉及具体章节的静态检查。"""
     import shutil
 
     for item in items:
         tool = NEEDS_TOOL.get(Path(str(item.fspath)).name)
         if tool and shutil.which(tool[0]) is None:
             item.add_marker(pytest.mark.skip(reason=tool[1]))
+    items.sort(key=_run_order)  # 稳定排序：同一组内保持收集顺序（各 xdist 进程得到同样的顺序）
     chapter = config.getoption("chapter")
     if not chapter:
         return
@@ -86,20 +98,50 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
+def _shared_dir(config) -> Path:
+    """本次运行各进程共用的临时目录：xdist 进程的 basetemp 是控制进程 basetemp 下的 popen-gwN。"""
+    base = config._tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(config, "workerinput") else base
+
+
+_BACKGROUND: list[subprocess.Popen] = []
+
+
+def pytest_sessionstart(session):
+    """控制进程一开始就在后台构建网站（用到网站的测试要等它；构建只占一个核）。"""
+    config = session.config
+    if hasattr(config, "workerinput") or config.getoption("collectonly"):
+        return
+    from _pytest.config import Config
+
+    wanted = ("test_site", "test_browser", "test_pdf")
+    if config.args_source != Config.ArgsSource.TESTPATHS and not config.getoption("chapter") and not any(
+        w in arg for arg in config.args for w in wanted
+    ):
+        return  # 只跑了几个不用网站的测试文件：不必构建
+    quick = ["--quick"] if config.getoption("chapter") else []
+    _BACKGROUND.append(subprocess.Popen(
+        [sys.executable, "-m", "mlbook.testing", str(_shared_dir(config)), *quick],
+        cwd=ROOT, start_new_session=True,
+    ))
+
+
+def pytest_sessionfinish(session):
+    for proc in _BACKGROUND:  # 测试提前结束（-x、Ctrl-C）时不留下构建进程
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
 @pytest.fixture(scope="session")
-def site(tmp_path_factory, request) -> Path:
-    """以 -W -n --keep-going 完整构建网站，返回 _build/html。构建失败（含任何警告）则测试失败。"""
-    # xdist 下各进程的临时目录有共同的父目录（本次运行独有）；不用 xdist 时就用自己的临时目录
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if hasattr(request.config, "workerinput") else base
-    record = shared / "site-build.json"
-    with FileLock(str(shared / "site-build.lock")):
-        if not record.exists():
-            cmd = QUICK_BUILD_CMD if request.config.getoption("chapter") else BUILD_CMD
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            log = proc.stdout + proc.stderr
-            record.write_text(json.dumps({"returncode": proc.returncode, "log": log[-20000:]}))
-        result = json.loads(record.read_text())
+def site(request) -> Path:
+    """以 -W -n --keep-going 完整构建网站（整个运行只构建一次），返回 _build/html。构建失败（含任何警告）则测试失败。"""
+    quick = bool(request.config.getoption("chapter"))
+    result = build_site_once(_shared_dir(request.config), quick)
     if result["returncode"] != 0:
-        pytest.fail(f"网站构建失败（{' '.join(BUILD_CMD[1:])}）：\n{result['log'][-6000:]}")
+        pytest.fail(f"网站构建失败（{' '.join(site_build_cmd(quick)[1:])}）：\n{result['log'][-6000:]}")
     return HTML

@@ -59,9 +59,8 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    """一个新页面：记录控制台错误与离开回环服务器的请求（并拦截它们）。"""
+def _open_page(browser, server):
+    """新的浏览器上下文与页面：记录控制台错误与离开回环服务器的请求（并拦截它们）。"""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     p = context.new_page()
     p.console_errors, p.external = [], []
@@ -76,6 +75,20 @@ def page(browser, server):
             r.abort()
 
     p.route("**/*", route)
+    return context, p
+
+
+@pytest.fixture
+def page(browser, server):
+    context, p = _open_page(browser, server)
+    yield p
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def reader(browser, server):
+    """逐页浏览用的一个标签页（像读者一样从一页跳到下一页）：省去每页新建上下文与渲染进程。"""
+    context, p = _open_page(browser, server)
     yield p
     context.close()
 
@@ -112,7 +125,10 @@ CLIPPED_JS = """() => {
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_page_renders_offline(page, server, path):
+def test_page_renders_offline(reader, server, path):
+    page = reader
+    page.console_errors.clear(), page.external.clear()
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{server}/{path}.html", wait_until="load")
     wait_for_mathjax(page)
     info = page.evaluate(

@@ -117,12 +117,12 @@ def test_archive_runs_from_an_empty_directory(tmp_path):
                  "book/classification_losses/softmax_cross_entropy.md"]:
         assert f"shousi-ml/{must}" in names, f"离线包缺少 {must}"
     assert len([n for n in names if n.startswith("shousi-ml/practice/")]) == len(CHAPTERS)
-    # 一章：原样运行
-    chapter = root / "notebooks" / "classification_losses" / "softmax_cross_entropy.ipynb"
+    # 一章：原样运行（Focal Loss 从两章前面的章节导入函数，离线包里的 book/ 必须供得上）
+    chapter = root / "notebooks" / "classification_losses" / "focal_loss.ipynb"
     _execute(chapter, chapter.parent, root)
     # 一个练习版：放回本章实现（模拟读者写对），每个检查都通过
-    practice = root / "practice" / "classification_losses" / "softmax_cross_entropy.ipynb"
-    md = root / "book" / "classification_losses" / "softmax_cross_entropy.md"
+    practice = root / "practice" / "classification_losses" / "focal_loss.ipynb"
+    md = root / "book" / "classification_losses" / "focal_loss.md"
     nbformat.write(restore_solutions(nbformat.read(practice, as_version=4), md), practice)
     nb = _execute(practice, practice.parent, root)
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
