@@ -68,6 +68,12 @@ def page_source(page: str) -> Path:
     return source_of(ROOT / f"{page}.ipynb")
 
 
+def page_title(md: Path) -> str:
+    """源文件的一级标题（去掉行内代码的反引号：它们只是 Markdown 记号）。"""
+    line = next(x for x in md.read_text(encoding="utf-8").splitlines() if x.startswith("# "))
+    return line[2:].strip().replace("`", "")
+
+
 # 执行或在 JupyterLab 里浏览时会变、但不属于源文件内容的 cell 元数据
 _VOLATILE_METADATA = {"execution", "collapsed", "scrolled", "jupyter", "editable", "deletable", "trusted"}
 

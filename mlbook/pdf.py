@@ -25,7 +25,7 @@ import sys
 import threading
 from pathlib import Path
 
-from mlbook.notebooks import ROOT, is_chapter, page_source, read_source, toc_files
+from mlbook.notebooks import ROOT, is_chapter, page_source, page_title, read_source, toc_files
 
 SITE = ROOT / "_build" / "html"
 PRINT_PAGE = "notebooks/_print/book.html"   # 与章节页同样深两层，章节里的相对链接无须改写
@@ -168,12 +168,6 @@ def build_pdf(site: Path = SITE, out: Path | None = None, pages: list[str] | Non
     return out
 
 
-def page_title(md: Path) -> str:
-    """源文件的一级标题（去掉行内代码的反引号，它们只是 Markdown 记号）。"""
-    line = next(x for x in md.read_text(encoding="utf-8").splitlines() if x.startswith("# "))
-    return line[2:].strip().replace("`", "")
-
-
 def longest_code_line(mds: list[Path]) -> str:
     """这些源文件的代码 cell 里最长的一行（注释与 cell 选项行除外）：PDF 里它必须完整（换行而不是截断）。"""
     lines = [
@@ -197,7 +191,8 @@ def bookmarks(pdf: Path) -> list[str]:
     return titles
 
 
-def _squash(s: str) -> str:
+def squash(s: str) -> str:
+    """去掉所有空白（pdftotext 与书签里中英文之间的空格、换行与源文件不同）。"""
     return re.sub(r"\s+", "", s)
 
 
@@ -208,21 +203,20 @@ def pdf_problems(pdf: Path, pages: list[str] | None = None) -> list[str]:
     chapters = [md for md in mds if is_chapter(md)]
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    # pdftotext 与书签里中英文之间的空格、换行与源文件不同：比较时去掉所有空白
-    flat, marks = _squash(text), [_squash(m) for m in bookmarks(pdf)]
+    flat, marks = squash(text), [squash(m) for m in bookmarks(pdf)]
     problems = []
     n_pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
     if n_pages < 10 * len(chapters):
         problems.append(f"只有 {n_pages} 页，{len(chapters)} 章至少应有 {10 * len(chapters)} 页")
     for md in mds:
         title = page_title(md)
-        if _squash(title) not in flat:
+        if squash(title) not in flat:
             problems.append(f"正文里没有标题“{title}”")
-        if not any(m.endswith(_squash(title)) for m in marks):
+        if not any(m.endswith(squash(title)) for m in marks):
             problems.append(f"书签里没有“{title}”")
     if chapters:
         line = longest_code_line(chapters)
-        if _squash(line) not in flat:
+        if squash(line) not in flat:
             problems.append(f"最长的代码行不完整（被截断了？）：{line}")
         if not re.search(r"\(\d+\.\d+\)", text):
             problems.append("没有公式编号")

@@ -25,7 +25,7 @@ import nbformat
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from mlbook.notebooks import BOOK, FIX_HINT, ROOT, execution_problems, is_chapter, page_source
+from mlbook.notebooks import BOOK, FIX_HINT, ROOT, execution_problems, is_chapter, page_source, page_title
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def practice_table_html(page_dir: str) -> str:
         if md is None:
             continue
         rel = md.relative_to(BOOK).with_suffix("").as_posix()
-        title = next(line[2:] for line in md.read_text(encoding="utf-8").splitlines() if line.startswith("# "))
+        title = page_title(md)
         _, names = practice_notebook(md)
         chapter_url = posixpath.relpath(page, page_dir) + ".html"
         practice_url = posixpath.relpath(f"_practice/{rel}.ipynb", page_dir)

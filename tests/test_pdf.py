@@ -14,17 +14,13 @@ import shutil
 import pytest
 
 from mlbook.chapters import chapter_sources
-from mlbook.notebooks import page_source, toc_files
-from mlbook.pdf import bookmarks, build_pdf, combined_html, find_chromium, longest_code_line, page_title, pdf_problems
+from mlbook.notebooks import page_source, page_title, toc_files
+from mlbook.pdf import bookmarks, build_pdf, combined_html, find_chromium, longest_code_line, pdf_problems, squash
 
 needs_printer = pytest.mark.skipif(
     find_chromium() is None or shutil.which("pdftotext") is None,
     reason="需要 Chromium 与 pdftotext：sudo apt-get install chromium fonts-noto-cjk poppler-utils（.ci/run 会安装）",
 )
-
-
-def squash(s: str) -> str:
-    return re.sub(r"\s+", "", s)
 
 
 def sample_pages() -> list[str]:
