@@ -85,6 +85,7 @@ def combined_html(site: Path = SITE, pages: list[str] | None = None) -> str:
     head = index[: index.index("<body")]
     print_dir = posixpath.dirname(PRINT_PAGE)
     head = _rebase(head, posixpath.dirname(pages[0]), print_dir, set())
+    head = re.sub(r"<title>.*?</title>", "<title>手撕机器学习</title>", head, flags=re.S)  # PDF 的文档标题
     parts, toc = [], []
     for page in pages:
         text = (site / f"{page}.html").read_text(encoding="utf-8")
@@ -165,6 +166,7 @@ def build_pdf(site: Path = SITE, out: Path | None = None, pages: list[str] | Non
                 browser.close()
     finally:
         httpd.shutdown()
+    fix_doubled_bookmarks(out)
     return out
 
 
@@ -179,16 +181,64 @@ def longest_code_line(mds: list[Path]) -> str:
     return max(lines, key=len)
 
 
+_OUTLINE_TITLE = re.compile(rb"/Title (?:<FEFF(?P<hex>[0-9A-Fa-f]*)>|\((?P<lit>(?:[^()\\]|\\.)*)\))")
+_SECTION_NUMBER = re.compile(r"(?:\d+\.)+ ")
+
+
 def bookmarks(pdf: Path) -> list[str]:
     """PDF 书签（大纲）的标题。Chromium 把大纲写成未压缩的 /Title 条目：UTF-16BE 十六进制或字面串。"""
     raw = pdf.read_bytes()
     if b"/Outlines" not in raw:
         return []
-    titles = []
-    for m in re.finditer(rb"/Title (?:<FEFF([0-9A-Fa-f]*)>|\(((?:[^()\\]|\\.)*)\))", raw):
-        titles.append(bytes.fromhex(m.group(1).decode()).decode("utf-16-be") if m.group(1) is not None
-                      else m.group(2).decode("latin-1"))
-    return titles
+    return [(bytes.fromhex(m["hex"].decode()).decode("utf-16-be") if m["hex"] is not None
+             else m["lit"].decode("latin-1")).rstrip() for m in _OUTLINE_TITLE.finditer(raw)]
+
+
+def undoubled(title: str) -> str:
+    """Chromium 给从新一页开头的标题写书签时，把标题第一行的每段文字各写了两遍：
+    “1.4. 1.4. 检查检查”“全书地图全书地图”“4.4.2. 4.4.2. 秩亏…给秩亏…给出最小范数解”。还原成只写一遍。"""
+    m = _SECTION_NUMBER.match(title)
+    if m and title.startswith(m.group(0) * 2):
+        number, rest = m.group(0), title[2 * len(m.group(0)):]
+        k = max((k for k in range(1, len(rest) // 2 + 1) if rest[k:2 * k] == rest[:k]), default=0)
+        return number + rest[k:]
+    half = len(title) // 2
+    if len(title) % 2 == 0 and half >= 2 and title[:half] == title[half:]:
+        return title[:half]
+    return title
+
+
+def fix_doubled_bookmarks(pdf: Path) -> int:
+    """就地改正书签里写了两遍的文字，返回改了几条。
+
+    新标题更短，末尾用空格补齐到原来的字节数，文件里其余对象的偏移（xref）不变，不需要 PDF 库。
+    """
+    raw = pdf.read_bytes()
+    fixed = 0
+
+    def repl(m: re.Match) -> bytes:
+        nonlocal fixed
+        if m["hex"] is None:  # 字面串只出现在纯 ASCII 标题里；带转义的不动
+            old = m["lit"].decode("latin-1")
+            new = undoubled(old)
+            if new == old or "\\" in old:
+                return m.group(0)
+            fixed += 1
+            return b"/Title (" + new.ljust(len(old)).encode("latin-1") + b")"
+        old = bytes.fromhex(m["hex"].decode()).decode("utf-16-be")
+        new = undoubled(old)
+        if new == old:
+            return m.group(0)
+        fixed += 1
+        body = new.encode("utf-16-be").hex()
+        body = body.upper() if m["hex"].isupper() else body
+        return b"/Title <FEFF" + (body + "0020" * ((len(m["hex"]) - len(body)) // 4)).encode() + b">"
+
+    patched = _OUTLINE_TITLE.sub(repl, raw)
+    if len(patched) != len(raw):  # pragma: no cover - 补齐保证长度不变
+        raise RuntimeError("改正书签后 PDF 长度变了")
+    pdf.write_bytes(patched)
+    return fixed
 
 
 def squash(s: str) -> str:
@@ -208,6 +258,9 @@ def pdf_problems(pdf: Path, pages: list[str] | None = None) -> list[str]:
     n_pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
     if n_pages < 10 * len(chapters):
         problems.append(f"只有 {n_pages} 页，{len(chapters)} 章至少应有 {10 * len(chapters)} 页")
+    doubled = [m for m in bookmarks(pdf) if undoubled(m) != m]
+    if doubled:
+        problems.append(f"{len(doubled)} 条书签的文字写了两遍，如“{doubled[0]}”")
     for md in mds:
         title = page_title(md)
         if squash(title) not in flat:

@@ -15,7 +15,16 @@ import pytest
 
 from mlbook.chapters import chapter_sources
 from mlbook.notebooks import page_source, page_title, toc_files
-from mlbook.pdf import bookmarks, build_pdf, combined_html, find_chromium, longest_code_line, pdf_problems, squash
+from mlbook.pdf import (
+    bookmarks,
+    build_pdf,
+    combined_html,
+    find_chromium,
+    longest_code_line,
+    pdf_problems,
+    squash,
+    undoubled,
+)
 
 needs_printer = pytest.mark.skipif(
     find_chromium() is None or shutil.which("pdftotext") is None,
@@ -43,6 +52,22 @@ def test_whole_book_print_page_links_resolve(site):
     assert len(links) > 1000
     broken = sorted({x for x in links if ids[x] != 1})
     assert broken == [], f"打印页里指向不存在或重复 id 的链接：{broken[:10]}"
+
+
+@pytest.mark.parametrize(("printed", "meant"), [
+    ("1.4. 1.4. 检查检查", "1.4. 检查"),
+    ("全书地图全书地图", "全书地图"),
+    ("1.2.3. 1.2.3. Sigmoid、tanh 与 SoftplusSigmoid、tanh 与 Softplus", "1.2.3. Sigmoid、tanh 与 Softplus"),
+    # 标题折行时只有第一行重复
+    ("4.4.2. 4.4.2. 秩亏：lstsq 给秩亏：lstsq 给出最小范数解", "4.4.2. 秩亏：lstsq 给出最小范数解"),
+    ("1.1. 本节目标", "1.1. 本节目标"),
+    ("10.2.1. Softmax", "10.2.1. Softmax"),
+    ("手撕机器学习 — 手撕机器学习", "手撕机器学习 — 手撕机器学习"),
+    ("哈哈", "哈哈"),
+])
+def test_bookmark_written_twice_is_restored(printed, meant):
+    """Chromium 给从新一页开头的标题写书签时，第一行的每段文字写两遍；其余标题原样不动。"""
+    assert undoubled(printed) == meant
 
 
 @pytest.fixture(scope="module")
